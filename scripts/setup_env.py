@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Create or refresh the course environment in .venv (called by `make setup/lab/test`).
+
+    python3 scripts/setup_env.py [--venv .venv] [--gpu] [--rebuild-horovod]
+    python scripts/setup_env.py --horovod-only      # into the running env (conda)
+
+- Does nothing (in well under a second) when .venv already matches requirements.txt:
+  a stamp file in .venv records a hash of everything that defines the environment.
+- Otherwise installs the pins of requirements.txt and the course package (editable).
+- Builds Horovod from its released source with PyTorch, TensorFlow, MXNet and Gloo,
+  applying two fixes the 0.28.1 release needs with today's frameworks (see
+  patch_horovod), and caches the wheel in ~/.cache/dlcourse/wheels so it is built
+  once per machine, not once per set-up.
+
+--gpu is for CUDA machines: TensorFlow with CUDA instead of tensorflow-cpu, the CUDA
+build of PyTorch from PyPI, and Horovod built with NCCL for GPU collectives.
+
+Uses only the standard library, so it runs with any Python 3.11 before .venv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIREMENTS = ROOT / "requirements.txt"
+# Everything whose change must trigger a reinstall.
+STAMP_INPUTS = [REQUIREMENTS, ROOT / "pyproject.toml", Path(__file__).resolve()]
+# Bump when patch_horovod changes, so cached wheels built with the old patch are not reused.
+HOROVOD_PATCH_VERSION = "1"
+
+
+def say(msg: str) -> None:
+    print(f"[setup] {msg}", flush=True)
+
+
+def fail(msg: str) -> None:
+    print(f"[setup] error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def run(cmd: list[str], **kwargs) -> None:
+    say("$ " + " ".join(str(c) for c in cmd))
+    result = subprocess.run(cmd, **kwargs)
+    if result.returncode != 0:
+        fail(f"command failed with exit code {result.returncode}: {' '.join(str(c) for c in cmd)}")
+
+
+def pins() -> dict[str, str]:
+    """``{package: version}`` from requirements.txt (every line must be an exact pin)."""
+    out = {}
+    for line in REQUIREMENTS.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+(?:\[[a-z0-9,\-]+\])?)==([A-Za-z0-9_.+\-]+)", line)
+        if not m:
+            fail(f"requirements.txt: {line!r} is not an exact pin (name==version)")
+        out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+def requirement_lines(gpu: bool) -> list[str]:
+    """The pins to install with pip: all but Horovod, with CUDA packages when gpu."""
+    lines = []
+    for name, version in pins().items():
+        if name == "horovod":
+            continue
+        if gpu and name == "tensorflow-cpu":
+            name = "tensorflow[and-cuda]"
+        lines.append(f"{name}=={version}")
+    return lines
+
+
+def stamp_value(gpu: bool) -> str:
+    h = hashlib.sha256()
+    for path in STAMP_INPUTS:
+        h.update(path.read_bytes())
+    h.update(f"gpu={gpu} python={platform.python_version()}".encode())
+    return h.hexdigest()
+
+
+def wheel_cache() -> Path:
+    if os.environ.get("DLCOURSE_WHEEL_CACHE"):
+        return Path(os.environ["DLCOURSE_WHEEL_CACHE"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "dlcourse" / "wheels"
+
+
+def horovod_wheel_dir(gpu: bool) -> Path:
+    """Cache folder for a Horovod wheel built against exactly these framework versions."""
+    p = pins()
+    key = "|".join([p["horovod"], p["torch"], p["tensorflow-cpu"], p["mxnet"], p["numpy"],
+                    platform.python_version(), platform.machine(), f"gpu={gpu}", HOROVOD_PATCH_VERSION])
+    return wheel_cache() / f"horovod-{p['horovod']}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def patch_horovod(src: Path) -> None:
+    """The two changes Horovod 0.28.1 needs to build against PyTorch 2.x and TensorFlow 2.21.
+
+    1. C++17 instead of C++14: PyTorch 2's headers need C++17 (fixed upstream after 0.28.1).
+    2. Leave out horovod/tensorflow/xla_mpi_ops.cc: it includes XLA headers that TensorFlow
+       no longer ships, and is only used for XLA on GPUs.
+    Each edit is checked, so a changed source fails loudly instead of building wrongly.
+    """
+    edits = [
+        ("CMakeLists.txt", "set(CMAKE_CXX_STANDARD 14)", "set(CMAKE_CXX_STANDARD 17)"),
+        ("horovod/torch/CMakeLists.txt", "set(CMAKE_CXX_STANDARD 14)", "set(CMAKE_CXX_STANDARD 17)"),
+        ("horovod/tensorflow/CMakeLists.txt",
+         'list(APPEND TF_SOURCES "${PROJECT_SOURCE_DIR}/horovod/tensorflow/xla_mpi_ops.cc")\n', ""),
+    ]
+    for rel, old, new in edits:
+        path = src / rel
+        text = path.read_text()
+        if old not in text:
+            fail(f"cannot patch Horovod: {rel} does not contain {old.strip()!r}")
+        path.write_text(text.replace(old, new, 1))
+
+
+def build_horovod(py: Path, wheel_dir: Path, gpu: bool) -> Path:
+    version = pins()["horovod"]
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="horovod-build-") as tmp:
+        tmp = Path(tmp)
+        run([py, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+             "-d", tmp, f"horovod=={version}"])
+        sdist = next(tmp.glob("horovod-*.tar.gz"))
+        with tarfile.open(sdist) as tar:
+            tar.extractall(tmp, filter="data")
+        src = tmp / f"horovod-{version}"
+        patch_horovod(src)
+        # The MXNet part of the build runs `import mxnet`, which needs the numpy alias fix.
+        site = tmp / "site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(
+            "from dlcourse.config import patch_numpy_for_mxnet\npatch_numpy_for_mxnet()\n")
+        env = {
+            **os.environ,
+            "PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(site),
+            "HOROVOD_WITH_PYTORCH": "1",
+            "HOROVOD_WITH_TENSORFLOW": "1",
+            "HOROVOD_WITH_GLOO": "1",
+            "HOROVOD_WITHOUT_MPI": "1",  # Gloo is the controller; no MPI install needed
+            "MAKEFLAGS": f"-j{os.cpu_count() or 2}",
+        }
+        if gpu:
+            env["HOROVOD_GPU_OPERATIONS"] = "NCCL"
+            env["HOROVOD_WITHOUT_MXNET"] = "1"  # PyPI's MXNet is a CPU build; Horovod refuses to mix
+        else:
+            env["HOROVOD_WITH_MXNET"] = "1"
+        say(f"building Horovod {version} (about 3-5 minutes on 2 cores; cached afterwards)")
+        out = tmp / "wheel"
+        run([py, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", out, src], env=env)
+        wheel = next(out.glob("horovod-*.whl"))
+        # Atomic: a half-written cache entry must never be taken for a good wheel.
+        partial = wheel_dir.with_name(wheel_dir.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        shutil.copy2(wheel, partial / wheel.name)
+        shutil.rmtree(wheel_dir, ignore_errors=True)
+        partial.rename(wheel_dir)
+    say(f"Horovod built in {time.time() - t0:.0f} s, cached in {wheel_dir}")
+    return wheel_dir / wheel.name
+
+
+def install_horovod(py: Path, gpu: bool, rebuild: bool) -> None:
+    """Install Horovod into the environment of ``py``, from the wheel cache or a fresh build."""
+    wheel_dir = horovod_wheel_dir(gpu)
+    wheels = sorted(wheel_dir.glob("horovod-*.whl")) if wheel_dir.is_dir() else []
+    if wheels and not rebuild:
+        say(f"using cached Horovod wheel {wheels[0]}")
+        wheel = wheels[0]
+    else:
+        wheel = build_horovod(py, wheel_dir, gpu)
+    run([py, "-m", "pip", "install", "--progress-bar", "off", "--no-deps", "--force-reinstall", wheel])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--venv", default=str(ROOT / ".venv"))
+    parser.add_argument("--gpu", action="store_true", help="CUDA builds and Horovod with NCCL")
+    parser.add_argument("--cpu", action="store_true", help="go back to CPU builds after --gpu")
+    parser.add_argument("--rebuild-horovod", action="store_true", help="ignore the cached Horovod wheel")
+    parser.add_argument("--horovod-only", action="store_true",
+                        help="only build/install Horovod into the running Python (e.g. a conda env)")
+    args = parser.parse_args()
+
+    if sys.version_info[:2] != (3, 11):
+        fail(f"the course's pins need Python 3.11, but this is {platform.python_version()} "
+             f"({sys.executable}). Install Python 3.11 and run `make setup PYTHON=python3.11`.")
+    if args.horovod_only:
+        install_horovod(Path(sys.executable), args.gpu, args.rebuild_horovod)
+        return
+    venv = Path(args.venv).resolve()
+    py = venv / "bin" / "python"
+    stamp = venv / ".dlcourse-stamp"
+    # The GPU variant is sticky: once set up with --gpu, a plain `make lab` keeps it.
+    variant = venv / ".dlcourse-variant"
+    if args.cpu:
+        args.gpu = False
+    elif not args.gpu and variant.exists() and variant.read_text().strip() == "gpu":
+        args.gpu = True
+    want = stamp_value(args.gpu)
+    if py.exists() and stamp.exists() and stamp.read_text().strip() == want and not args.rebuild_horovod:
+        say(f"{venv.name} is up to date")
+        return
+
+    t0 = time.time()
+    if not py.exists():
+        say(f"creating {venv}")
+        run([sys.executable, "-m", "venv", venv])
+    if stamp.exists():
+        stamp.unlink()  # until this run finishes, the environment is not known to be good
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="requirements-", delete=False) as fh:
+        fh.write("\n".join(requirement_lines(args.gpu)) + "\n")
+    try:
+        run([py, "-m", "pip", "install", "--progress-bar", "off", "-r", fh.name])
+    finally:
+        os.unlink(fh.name)
+    run([py, "-m", "pip", "install", "--progress-bar", "off", "--no-deps", "-e", ROOT])
+
+    install_horovod(py, args.gpu, args.rebuild_horovod)
+
+    variant.write_text("gpu\n" if args.gpu else "cpu\n")
+    tmp_stamp = stamp.with_suffix(".tmp")
+    tmp_stamp.write_text(want + "\n")
+    tmp_stamp.replace(stamp)
+    say(f"{venv.name} ready in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
