@@ -168,7 +168,7 @@ def patch_numpy_for_mxnet() -> None:
     """
     import numpy as np
 
-    if not hasattr(np, "bool"):
+    if "bool" not in np.__dict__:  # hasattr() would trigger NumPy's FutureWarning about np.bool
         np.bool = bool
 
 

@@ -184,7 +184,7 @@ def install_horovod(py: Path, gpu: bool, rebuild: bool) -> None:
         wheel = wheels[0]
     else:
         wheel = build_horovod(py, wheel_dir, gpu)
-    run([py, "-m", "pip", "install", "--progress-bar", "off", "--no-deps", "--force-reinstall", wheel])
+    run([py, "-m", "pip", "install", "--quiet", "--progress-bar", "off", "--no-deps", "--force-reinstall", wheel])
 
 
 def main() -> None:
@@ -225,11 +225,13 @@ def main() -> None:
         stamp.unlink()  # until this run finishes, the environment is not known to be good
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="requirements-", delete=False) as fh:
         fh.write("\n".join(requirement_lines(args.gpu)) + "\n")
+    say(f"installing {len(requirement_lines(args.gpu))} pinned packages from requirements.txt "
+        "(a few minutes the first time; pip prints only problems)")
     try:
-        run([py, "-m", "pip", "install", "--progress-bar", "off", "-r", fh.name])
+        run([py, "-m", "pip", "install", "--quiet", "--progress-bar", "off", "-r", fh.name])
     finally:
         os.unlink(fh.name)
-    run([py, "-m", "pip", "install", "--progress-bar", "off", "--no-deps", "-e", ROOT])
+    run([py, "-m", "pip", "install", "--quiet", "--progress-bar", "off", "--no-deps", "-e", ROOT])
 
     install_horovod(py, args.gpu, args.rebuild_horovod)
 
