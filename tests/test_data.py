@@ -241,6 +241,7 @@ def test_download_with_wrong_content_is_rejected(isolated, monkeypatch):
         server.shutdown()
 
 
+@pytest.mark.filterwarnings("ignore:A test tried to use socket")
 def test_tests_cannot_reach_the_network():
     with pytest.raises(Exception, match="(?i)host|socket"):
         socket.create_connection(("192.0.2.1", 80), timeout=1)

@@ -1,0 +1,69 @@
+"""Every lecture notebook follows CONTRIBUTING.md: it says what it teaches and how long it
+takes, is stored executed, asserts its targets, and leaks nothing machine-specific."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LECTURES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CLEAN = sorted((ROOT / "labs").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_there_are_lecture_notebooks():
+    assert LECTURES and LECTURES[0].name == "00_setup_and_tour.ipynb"
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=lambda p: p.name)
+def test_opens_with_objectives_and_time(path):
+    first = source(cells(path)[0])
+    number = path.name[:2]
+    assert first.startswith(f"# {number} ·"), "title cell must start with '# NN · Title'"
+    assert "What you will learn" in first
+    assert "**Time**" in first, "say how long the notebook takes"
+    assert "fast profile" in first.lower() or "either profile" in first.lower(), "give the time per profile"
+    assert "Prerequisites" in first
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=lambda p: p.name)
+def test_stored_executed_without_errors(path):
+    code = [c for c in cells(path) if c["cell_type"] == "code" and source(c).strip()]
+    assert code and all(c["execution_count"] is not None for c in code), "run `make notebooks NB=...`"
+    for c in code:
+        for out in c.get("outputs", []):
+            assert out.get("output_type") != "error", f"stored error in: {source(c)[:80]}"
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=lambda p: p.name)
+def test_asserts_its_targets_and_ends_with_recap_and_exercises(path):
+    all_src = "\n".join(source(c) for c in cells(path))
+    assert re.search(r"^\s*assert ", all_src, re.M), "a notebook asserts its COURSE.md targets in a cell"
+    assert "# NBVAL_CHECK_OUTPUT" in all_src
+    tail = "\n".join(source(c) for c in cells(path)[-4:])
+    assert "Recap" in tail and "Exercises" in tail
+
+
+@pytest.mark.parametrize("path", LECTURES + CLEAN, ids=lambda p: p.name)
+def test_no_machine_specific_paths(path):
+    text = path.read_text()
+    for pattern in (r"/home/\w+", r"/root/", r"/Users/\w+", r"/work/", r"/tmp/\w"):
+        assert not re.search(pattern, text), f"{path.name} mentions {pattern}"
+
+
+@pytest.mark.parametrize("path", CLEAN, ids=lambda p: p.name)
+def test_labs_and_solutions_are_committed_clean(path):
+    for c in cells(path):
+        if c["cell_type"] == "code":
+            assert not c.get("outputs") and c.get("execution_count") is None
