@@ -62,8 +62,11 @@ def training_curves(history: dict[str, list[float]], xlabel: str = "epoch", ylab
         values = np.asarray(history[best])
         i = int(np.argmax(values) if mode == "max" else np.argmin(values))
         ax.axvline(i + 1, color="gray", linestyle=":", linewidth=1)
+        # Keep the label inside the axes: left of late points, below a maximum, above a minimum.
+        late = i + 1 > len(values) / 2
         ax.annotate(f"best {best}: epoch {i + 1}", (i + 1, values[i]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
+                    xytext=(-5 if late else 5, -12 if mode == "max" else 5), ha="right" if late else "left",
+                    fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
