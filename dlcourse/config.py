@@ -190,7 +190,7 @@ def use_keras_backend(name: str) -> None:
     Keras fixes its backend when first imported; switching later needs a fresh kernel.
     """
     if name not in ("tensorflow", "torch", "jax"):
-        raise ValueError(f"Keras backend must be 'tensorflow' or 'torch', got {name!r}")
+        raise ValueError(f"Keras backend must be 'tensorflow', 'torch' or 'jax', got {name!r}")
     keras = sys.modules.get("keras")
     if keras is not None and keras.backend.backend() != name:
         raise RuntimeError(

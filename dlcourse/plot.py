@@ -31,7 +31,10 @@ def image_grid(images, labels=None, ncols: int = 10, cmap: str = "gray", title: 
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15), squeeze=False)
+    caption_lines = max((str(label).count("\n") + 1 for label in labels), default=0) if labels is not None else 0
+    row_height = size * (1.0 + 0.18 * caption_lines)  # room for each row's captions
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, row_height * nrows + (0.4 if title else 0)),
+                             squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

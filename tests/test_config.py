@@ -85,7 +85,7 @@ def test_missing_framework_says_how_to_fix():
 
 
 def test_keras_backend_validation():
-    with pytest.raises(ValueError, match="'tensorflow' or 'torch'"):
+    with pytest.raises(ValueError, match="'tensorflow', 'torch' or 'jax'"):
         config.use_keras_backend("theano")
 
 
