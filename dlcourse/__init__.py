@@ -9,6 +9,7 @@ Modules (and the notebook that introduces each helper, see the docstrings):
 - ``dlcourse.config``: profiles (fast / full), seeds, devices, MXNet import fix.
 - ``dlcourse.data``: offline-first, checksummed datasets and synthetic data.
 - ``dlcourse.plot``: image grids, training curves, decision boundaries.
+- ``dlcourse.models``: the course CNN (LeNet-5), a training loop, saved models.
 - ``dlcourse.cli``: ``python -m dlcourse doctor | data ...``.
 """
 

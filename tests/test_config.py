@@ -14,7 +14,7 @@ from dlcourse import config
 
 
 def test_package_import_loads_no_framework():
-    code = ("import sys, dlcourse, dlcourse.config, dlcourse.data, dlcourse.cli;"
+    code = ("import sys, dlcourse, dlcourse.config, dlcourse.data, dlcourse.cli, dlcourse.plot, dlcourse.models;"
             "bad = [m for m in ('torch', 'tensorflow', 'keras', 'mxnet', 'horovod') if m in sys.modules];"
             "print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
