@@ -199,7 +199,11 @@ def doctor(argv=None) -> int:
 
 # --------------------------------------------------------------------------- data
 def data_command(args) -> int:
-    names = [args.name] if getattr(args, "name", None) else list(data.manifest())
+    entries = data.manifest()
+    names = [args.name] if args.name else list(entries)
+    for name in names:
+        if name not in entries:
+            raise data.DataError(f"Unknown dataset {name!r}. Known datasets: {', '.join(entries)}.")
     if args.action == "fetch":
         for name in names:
             for rel, path in data.fetch(name).items():
@@ -207,9 +211,7 @@ def data_command(args) -> int:
         return 0
     bad = 0
     for name in names:
-        entry = data.manifest()[name] if name in data.manifest() else None
-        if entry is None:
-            raise data.DataError(f"Unknown dataset {name!r}. Known: {', '.join(data.manifest())}.")
+        entry = entries[name]
         if args.action == "list":
             print(f"{name}: {entry['title']} [{entry['license']}]")
         for spec, state, where in data.status(name):
