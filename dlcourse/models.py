@@ -194,8 +194,8 @@ def artifact_path(name: str) -> Path:
     return artifacts_dir() / f"{name}.pt"
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the course folder when inside it, so printed output names no machine paths."""
+def display_path(path: Path) -> str:
+    """``path`` relative to the course folder when inside it, so printed output names no machine paths (notebooks/08)."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
@@ -276,7 +276,7 @@ def mnist_cnn(retrain_if_missing: bool = True, progress: bool = True):
     """
     try:
         net = load(MNIST_CNN_NAME, lenet5())
-        print(f"loaded the MNIST LeNet-5 of notebooks/08 from {_shown(artifact_path(MNIST_CNN_NAME))}")
+        print(f"loaded the MNIST LeNet-5 of notebooks/08 from {display_path(artifact_path(MNIST_CNN_NAME))}")
         return net
     except ArtifactError as exc:
         if not retrain_if_missing:
@@ -310,5 +310,5 @@ def train_mnist_cnn(progress: bool = True):
         torch.set_num_threads(threads)
     path = save(net, MNIST_CNN_NAME)
     print(f"trained in {time.time() - start:.0f} s, test accuracy {accuracy(net, X_test, y_test):.4f}; "
-          f"saved to {_shown(path)}")
+          f"saved to {display_path(path)}")
     return net
