@@ -4,6 +4,12 @@
     python -m dlcourse data list         datasets, their files and where they were found
     python -m dlcourse data verify       check every file found against its SHA-256
     python -m dlcourse data fetch NAME   download a dataset into the cache (checked)
+    python -m dlcourse labs build [--check]
+                                         generate labs/ from solutions/ (--check: exit 1 if stale)
+    python -m dlcourse labs export-nbgrader DIR
+                                         the labs with nbgrader metadata, for nbgrader courses
+    python -m dlcourse grade LAB SUBMISSIONS --out grades.csv [--jobs N] [--timeout S]
+                                         grade a folder of submitted notebooks (labs/README.md)
 
 Each framework is checked in its own subprocess, so one broken install cannot crash
 the doctor, and each Keras backend gets the fresh interpreter it needs.
@@ -19,6 +25,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from dlcourse import config, data
 
@@ -222,6 +229,41 @@ def data_command(args) -> int:
     return 1 if bad else 0
 
 
+def labs_command(args) -> int:
+    from dlcourse import grading
+    from dlcourse.models import display_path
+
+    if args.action == "export-nbgrader":
+        if not args.dir:
+            print("error: give the folder to write to, e.g. `labs export-nbgrader nbgrader/source`", file=sys.stderr)
+            return 2
+        for path in grading.export_nbgrader(args.dir):
+            print(f"wrote {display_path(path)}")
+        return 0
+    stale = grading.build_labs(check_only=args.check)
+    for path in stale:
+        print(f"{'stale' if args.check else 'wrote'}: {display_path(path)}")
+    if args.check and stale:
+        print("labs/ is out of date with solutions/: run `python -m dlcourse labs build`", file=sys.stderr)
+        return 1
+    if not stale:
+        print(f"labs/ is up to date ({len(grading.lab_pairs())} labs)")
+    return 0
+
+
+def grade_command(args) -> int:
+    from dlcourse import grader
+
+    rows = grader.grade(args.lab, args.submissions, args.out, cell_timeout=args.cell_timeout,
+                        total_timeout=args.timeout, jobs=args.jobs)
+    width = max([len(r.student) for r in rows] + [7])
+    for row in rows:
+        note = f"  ({len(row.errors)} problem{'s' * (len(row.errors) != 1)})" if row.errors else ""
+        print(f"{row.student:<{width}}  {row.total:>3}/{row.max}{note}")
+    print(f"wrote {args.out} and per-student feedback in {Path(args.out).stem}-feedback/")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlcourse", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,11 +271,28 @@ def main(argv=None) -> int:
     p = sub.add_parser("data", help="list, verify or fetch datasets")
     p.add_argument("action", choices=["list", "verify", "fetch"])
     p.add_argument("name", nargs="?", help="dataset name (default: all)")
+    p = sub.add_parser("labs", help="generate the student labs from solutions/")
+    p.add_argument("action", choices=["build", "export-nbgrader"])
+    p.add_argument("dir", nargs="?", help="export-nbgrader: the folder to write (nbgrader's source/)")
+    p.add_argument("--check", action="store_true", help="only check; exit 1 when labs/ is stale")
+    p = sub.add_parser("grade", help="grade a folder of submissions into a CSV")
+    p.add_argument("lab", help="lab01, or the path of the lab or solution notebook")
+    p.add_argument("submissions", help="folder of <student>.ipynb files or <student>/ folders")
+    p.add_argument("--out", required=True, help="CSV to write; feedback goes to <name>-feedback/ beside it")
+    p.add_argument("--timeout", type=float, default=900, help="seconds allowed per submission (default 900)")
+    p.add_argument("--cell-timeout", type=float, default=300, help="seconds allowed per cell (default 300)")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     args = parser.parse_args(argv)
+    from dlcourse.grading import GradingError
+
     try:
         if args.command == "doctor":
             return doctor()
+        if args.command == "labs":
+            return labs_command(args)
+        if args.command == "grade":
+            return grade_command(args)
         return data_command(args)
-    except data.DataError as exc:
+    except (data.DataError, GradingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,9 +17,10 @@ imported by the functions that need it.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
+
+from dlcourse.fsutil import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,34 +200,15 @@ def display_path(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save(net, name: str) -> Path:
     """Save ``net``'s weights (its ``state_dict``) as ``name``; returns the path (notebooks/08).
 
-    The file is first written under a temporary name in the same folder and then renamed
-    over the old one, so a crash or a full disk never leaves half a file behind.
+    The write is atomic (:func:`dlcourse.fsutil.atomic_write`), so a crash or a full disk
+    never leaves half a file behind.
     """
     import torch
 
-    path = artifact_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(net.state_dict(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(artifact_path(name), lambda fh: torch.save(net.state_dict(), fh))
 
 
 def load(name: str, net=None):
