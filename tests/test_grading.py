@@ -275,3 +275,20 @@ def test_nbgrader_export_marks_answer_and_test_cells(tmp_path):
     assert sum(m["points"] for m in tests) == 13
     assert len({m["grade_id"] for m in metas}) == len(metas), "nbgrader needs unique grade ids"
     assert "### BEGIN HIDDEN TESTS" in "".join(c.source for c in nb.cells)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_every_check_passes_on_the_solution_and_fails_on_the_student_version(lab, tmp_path):
+    solution = nbformat.read(grading.find_solution(lab), as_version=4)
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    nbformat.write(solution, subs / "solution.ipynb")
+    nbformat.write(nbformat.read(grading.LABS_DIR / grading.find_solution(lab).name, as_version=4),
+                   subs / "untouched.ipynb")
+    rows = {r.student: r for r in grader.grade(lab, subs, tmp_path / "grades.csv", jobs=2, progress=False)}
+    maximum = sum(sum(c.values()) for c in grading.expected_checks(solution).values())
+    assert rows["solution"].total == rows["solution"].max == maximum, rows["solution"].feedback
+    assert rows["solution"].errors == []
+    assert rows["untouched"].total == 0 and rows["untouched"].errors == [], rows["untouched"].feedback
+    assert rows["untouched"].feedback.count("[FAIL]") == sum(len(c) for c in grading.expected_checks(solution).values())
