@@ -287,8 +287,7 @@ def _score(plan: Plan, expected: dict[str, dict[str, int]], result: dict, verifi
             lines.append(cell["text"].rstrip())
         elif cell["error"]:
             own = plan.exercise_cells.get(cell["index"])
-            if own:
-                errors.append(f"{own}: {cell['error']}")
+            errors.append(f"{own}: {cell['error']}" if own else f"course cell {cell['index']} failed: {cell['error']}")
             lines.append(f"cell {cell['index']}: {cell['error']}")
     for exercise, checks in expected.items():
         missing = [cid for cid in checks if cid not in seen]
