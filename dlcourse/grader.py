@@ -53,7 +53,7 @@ FORBIDDEN = {
     "check", "hidden_test", "grading", "grader", "get_ipython", "__import__", "__builtins__", "builtins",
     "importlib", "ctypes", "gc", "inspect", "IPython", "ipykernel", "subprocess", "environ", "modules",
     "_getframe", "addaudithook", "_exit", "abort", "kill", "killpg", "system", "popen", "fork",
-    "__globals__", "__code__", "__closure__", "__subclasses__", "__dict__", "__loader__", "__spec__",
+    "__globals__", "__code__", "__closure__", "__subclasses__", "__dict__", "__loader__", "__spec__", "__getattribute__",
     "f_back", "f_globals", "f_locals", "tb_frame", "exit",
 }
 # Built-in functions that are forbidden when called by name (``torch.compile`` is fine).
@@ -79,6 +79,9 @@ def scan(source: str) -> list[str]:
             names = node.name.split(".") + ([node.asname] if node.asname else [])
         elif isinstance(node, ast.ImportFrom) and node.module:
             names = node.module.split(".")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+              and not (len(node.args) > 1 and isinstance(node.args[1], ast.Constant))):
+            found.add("getattr")  # with a computed name it can reach anything
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and grading.RECORD_MIME in node.value:
             found.add(grading.RECORD_MIME)
         found.update(n for n in names if n in FORBIDDEN or n in FORBIDDEN_BUILTINS and isinstance(node, ast.Name))

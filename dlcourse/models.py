@@ -290,7 +290,10 @@ def train_mnist_cnn(progress: bool = True):
             desc="retraining LeNet-5")
     finally:
         torch.set_num_threads(threads)
-    path = save(net, MNIST_CNN_NAME)
-    print(f"trained in {time.time() - start:.0f} s, test accuracy {accuracy(net, X_test, y_test):.4f}; "
-          f"saved to {display_path(path)}")
+    print(f"trained in {time.time() - start:.0f} s, test accuracy {accuracy(net, X_test, y_test):.4f}")
+    try:
+        print(f"saved to {display_path(save(net, MNIST_CNN_NAME))}")
+    except OSError as exc:  # a read-only course folder, a full disk, a graded lab's sandbox
+        print(f"could not save it ({exc}); it is used from memory and retrained next time. "
+              "Set DLCOURSE_ARTIFACTS to a writable folder to keep it.")
     return net

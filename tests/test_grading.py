@@ -151,6 +151,9 @@ def test_labs_and_solutions_are_stored_without_outputs():
     ("key = __import__('os').environ['K']", ["__import__", "environ"]),
     ("get_ipython().input_transformers_cleanup.append(f)", ["get_ipython"]),
     ("exec('x = 1')", ["exec"]),
+    ("import dlcourse\nm = getattr(dlcourse, 'gra' + 'der')", ["getattr"]),
+    ("size = getattr(layer, 'out_features')", []),
+    ("import os\nos.__getattribute__('_ex' + 'it')(3)", ["__getattribute__"]),
     ("net = torch.compile(net)\nw = np.linalg.solve(A, b)", []),
     ("def f(:\n", []),  # a syntax error fails on its own
 ])
@@ -200,7 +203,7 @@ def test_grader_scores_generated_and_hostile_submissions(tmp_path):
                                 " 'points': 1, 'max': 1}}, raw=True)"))
     put("loops_forever", _with(solution, "lab01.gd_linear", "while True:\n    pass"))
     put("calls_sys_exit", _with(solution, "lab01.sigmoid", "import sys\nsys.exit(0)"))
-    put("kills_kernel", _with(solution, "lab01.sigmoid", "import os\ngetattr(os, '_ex' + 'it')(3)"))
+    put("kills_kernel", _with(solution, "lab01.sigmoid", "import faulthandler\nfaulthandler._sigsegv()"))
     put("prints_100mb", _with(solution, "lab01.sigmoid",
                               solution.cells[[grading.cell_tag(c, "exercise") for c in solution.cells].index("lab01.sigmoid")].source
                               + "\nprint('x' * 100_000_000)"))
