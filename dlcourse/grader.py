@@ -95,8 +95,30 @@ _DENIED_EVENTS = {
 }
 
 
+GUARD_ENV = "DLCOURSE_GUARD"
+_guard_config: str | None = None  # JSON of the active guard, handed on to Horovod workers
+
+
+def guard_env() -> dict:
+    """Environment that makes a course worker script guard itself like this kernel ({} when unguarded)."""
+    return {GUARD_ENV: _guard_config} if _guard_config else {}
+
+
+def _trusted_launch(args, env) -> bool:
+    """The one process a guarded kernel may start: ``horovodrun`` on a course worker that guards itself."""
+    from dlcourse.dist import GUARDED_WORKERS
+
+    args = [os.fsdecode(a) for a in (args if isinstance(args, (list, tuple)) else [args])]
+    return (isinstance(env, dict) and env.get(GUARD_ENV) == _guard_config
+            and args[:4] == [sys.executable, "-m", "dlcourse.dist", "horovodrun"]
+            and any(a in GUARDED_WORKERS for a in args[4:]))
+
+
 def install_guard(sandbox: str, denied: list[str]) -> None:
-    """Called in the graded kernel before the first exercise cell; cannot be undone."""
+    """Called in the graded kernel before the first exercise cell, and by course worker scripts
+    started from it (see :func:`guard_env`); cannot be undone."""
+    global _guard_config
+    _guard_config = json.dumps({"sandbox": sandbox, "denied": denied})
     sandbox = os.path.realpath(sandbox)
     denied = [os.path.realpath(d) for d in denied]
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -117,6 +139,8 @@ def install_guard(sandbox: str, denied: list[str]) -> None:
                 raise PermissionError(f"graded labs may only write inside their working folder, not {path}")
             if any(inside(real, d) for d in denied) or re.fullmatch(r"/proc/[^/]+/(environ|mem|fd/.*)", real):
                 raise PermissionError(f"graded labs may not read {path}")
+        elif event == "subprocess.Popen" and _trusted_launch(args[1], args[3]):
+            return
         elif event in _DENIED_EVENTS:
             raise PermissionError(f"graded labs may not use {event}")
 

@@ -1,0 +1,92 @@
+"""Checks for labs/lab07_data_parallel (after notebook 13)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlcourse.grading import register
+
+
+@register("lab07.ring_allreduce", points=2,
+          hint="Split every buffer into p chunks. Reduce-scatter: in step s, worker r sends chunk (r - s) % p to r + 1, "
+               "which adds it. Allgather: worker r sends chunk (r + 1 - s) % p, which the next one copies.")
+def check_ring_allreduce(ring_allreduce):
+    for p, n in ((2, 6), (3, 9), (5, 20)):
+        rng = np.random.default_rng(p)
+        buffers = [rng.normal(size=n) for _ in range(p)]
+        originals = [b.copy() for b in buffers]
+        messages = []
+
+        def send(src, dst, chunk, messages=messages, p=p):
+            assert dst == (src + 1) % p, f"worker {src} sent to worker {dst}: in a ring it may only send to {(src + 1) % p}"
+            messages.append((src, np.size(chunk)))
+            return np.array(chunk, dtype=float, copy=True)
+
+        result = ring_allreduce(buffers, send)
+        assert all(np.array_equal(a, b) for a, b in zip(buffers, originals)), "do not modify the input buffers"
+        assert len(result) == p, f"return one buffer per worker ({p}), got {len(result)}"
+        total = np.sum(originals, axis=0)
+        assert all(np.allclose(r, total) for r in result), f"with {p} workers, not every worker ends with the sum"
+        per_worker = [sum(size for src, size in messages if src == r) for r in range(p)]
+        expected = 2 * (p - 1) * n // p
+        assert per_worker == [expected] * p, \
+            f"with {p} workers and {n} numbers each, every worker should send 2(p-1)/p * n = {expected} numbers, sent {per_worker}"
+
+
+@register("lab07.allreduce_time", points=1,
+          hint="T = 2 (p - 1) alpha + 2 (p - 1) / p * n_bytes * beta; zero for p = 1.")
+def check_allreduce_time(allreduce_time):
+    from dlcourse.dist import ring_allreduce_time
+
+    for n, p, a, b in ((1e3, 2, 1e-5, 1e-9), (1e8, 8, 5e-6, 1 / 25e9), (4e6, 512, 1e-5, 1 / 3.125e9)):
+        got, expected = float(allreduce_time(n, p, a, b)), float(ring_allreduce_time(n, p, a, b))
+        assert np.isclose(got, expected, rtol=1e-9), f"allreduce_time({n:g}, {p}, {a:g}, {b:g}) = {got:.4g} s, expected {expected:.4g} s"
+    assert float(allreduce_time(1e6, 1, 1e-5, 1e-9)) == 0.0, "one worker has nothing to exchange: 0 s"
+
+
+@register("lab07.lr_schedule", points=2,
+          hint="target = base_lr * size; during warmup go linearly from base_lr (step 0) to target (step warmup_steps).")
+def check_lr_schedule(lr_at):
+    cases = [((0, 0.1, 8, 100), 0.1), ((50, 0.1, 8, 100), 0.45), ((100, 0.1, 8, 100), 0.8), ((5000, 0.1, 8, 100), 0.8),
+             ((0, 0.1, 1, 100), 0.1), ((10, 0.05, 4, 0), 0.2)]
+    for (step, base, size, warmup), expected in cases:
+        got = float(lr_at(step, base, size, warmup))
+        assert np.isclose(got, expected), f"lr_at(step={step}, base_lr={base}, size={size}, warmup_steps={warmup}) = {got:.4g}, expected {expected:.4g}"
+
+
+@register("lab07.horovod", points=3,
+          hint="hvd.DistributedOptimizer(opt, named_parameters=net.named_parameters()); broadcast_parameters and "
+               "broadcast_optimizer_state from rank 0; the same permutation on every rank, sliced [hvd.rank()::hvd.size()]; "
+               "only rank 0 saves.")
+def check_horovod(train_data_parallel, lr_at):
+    import inspect
+    import tempfile
+    from pathlib import Path
+
+    from dlcourse import dist, grader
+
+    header = ("import numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
+              "from dlcourse import models\n\n")
+    out = Path(tempfile.mkdtemp(prefix="lab07-"))
+    source = out / "student.py"
+    source.write_text(header + inspect.getsource(lr_at) + "\n\n" + inspect.getsource(train_data_parallel))
+    try:
+        run = dist.launch(dist.SCRIPTS / "lab07_worker.py", [source], np=2, out=out, timeout=300,
+                          env=grader.guard_env())
+    except dist.HorovodRunError as exc:
+        raise AssertionError(f"the Horovod job failed: {exc}") from None
+    ranks = sorted(run.results, key=lambda r: r["rank"])
+    assert len(ranks) == 2, f"expected results from 2 ranks, got {len(ranks)}"
+    r0, r1 = ranks
+    assert np.isclose(r0["weights_sum"], r1["weights_sum"], rtol=1e-6, atol=1e-6) and \
+        np.isclose(r0["weights_norm"], r1["weights_norm"], rtol=1e-6), \
+        "the two ranks end with different weights: broadcast the initial parameters and average the gradients"
+    epoch0, epoch1 = (set(r["seen"][: len(r["seen"]) // 3]) for r in (r0, r1))   # the first of the 3 epochs
+    assert epoch0 and not (epoch0 & epoch1), "in one epoch the ranks trained on the same images: give each rank its own shard"
+    assert len(epoch0 | epoch1) >= 0.9 * 6000, \
+        f"in one epoch the ranks together trained on only {len(epoch0 | epoch1)} of the 6,000 images"
+    assert r0["lrs"] and np.isclose(r0["lrs"][0], 0.02) and np.isclose(max(r0["lrs"]), 0.04), \
+        "use lr_at: start at base_lr = 0.02 and warm up to base_lr * hvd.size() = 0.04"
+    assert r0["checkpoint_exists"], "rank 0 must save a checkpoint to checkpoint_path"
+    assert not r1["checkpoint_exists"], "only rank 0 saves: the others would write the same weights again"
+    assert r0["accuracy"] >= 0.9, f"test accuracy {r0['accuracy']:.1%} after 3 epochs on 6,000 images (needs 90%)"
