@@ -295,3 +295,16 @@ def test_every_check_passes_on_the_solution_and_fails_on_the_student_version(lab
     assert rows["solution"].errors == []
     assert rows["untouched"].total == 0 and rows["untouched"].errors == [], rows["untouched"].feedback
     assert rows["untouched"].feedback.count("[FAIL]") == sum(len(c) for c in grading.expected_checks(solution).values())
+
+
+def test_a_guarded_kernel_may_start_only_the_course_horovod_worker(monkeypatch):
+    from dlcourse import dist
+
+    monkeypatch.setattr(grader, "_guard_config", json.dumps({"sandbox": "/nowhere", "denied": []}))
+    env = grader.guard_env()
+    worker = [sys.executable, "-m", "dlcourse.dist", "horovodrun", "-np", "2", "--gloo", sys.executable,
+              str(dist.SCRIPTS / "lab07_worker.py"), "student.py"]
+    assert grader._trusted_launch(worker, {**env, "OTHER": "1"})
+    assert not grader._trusted_launch(worker, {})                                  # without the guard handed on
+    assert not grader._trusted_launch(worker[:-2] + ["evil.py"], env)              # a script of the student's
+    assert not grader._trusted_launch(["/bin/sh", "-c", "rm -rf ~"], env)
