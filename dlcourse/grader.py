@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import importlib
 import io
 import json
 import os
@@ -377,6 +378,9 @@ def grade(lab: str | Path, submissions: str | Path, out: str | Path, *, cell_tim
     solution_path = grading.find_solution(lab)
     solution_nb = nbformat.read(solution_path, as_version=4)
     expected = grading.expected_checks(solution_nb)
+    prepare = getattr(importlib.import_module(f"dlcourse.checks.{solution_path.name[:5]}"), "prepare", None)
+    if prepare is not None:
+        prepare()  # e.g. make sure a model the checks use exists on disk (graded kernels cannot write it)
     subs = find_submissions(Path(submissions))
     out = Path(out)
     run_dir = Path(tempfile.mkdtemp(prefix="dlcourse-grade-"))
