@@ -47,3 +47,8 @@ notebooks: setup
 
 clean:
 	rm -rf reports .pytest_cache
+
+# Rebuild the reveal.js decks in slides/ from the notebooks' stored outputs (nothing is executed).
+.PHONY: slides
+slides: setup
+	$(BIN)/python scripts/build_slides.py

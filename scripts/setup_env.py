@@ -39,6 +39,9 @@ REQUIREMENTS = ROOT / "requirements.txt"
 STAMP_INPUTS = [REQUIREMENTS, ROOT / "pyproject.toml", Path(__file__).resolve()]
 # Bump when patch_horovod changes, so cached wheels built with the old patch are not reused.
 HOROVOD_PATCH_VERSION = "1"
+# Front-end files the slide decks load from disk (scripts/build_slides.py): exact versions
+# from the npm registry, unpacked into slides/NAME/ (not committed).
+WEB_ASSETS = {"reveal.js": "5.2.1", "mathjax": "3.2.2"}
 
 
 def say(msg: str) -> None:
@@ -187,6 +190,55 @@ def install_horovod(py: Path, gpu: bool, rebuild: bool) -> None:
     run([py, "-m", "pip", "install", "--quiet", "--progress-bar", "off", "--no-deps", "--force-reinstall", wheel])
 
 
+def npm_cache() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "dlcourse" / "npm"
+
+
+def install_web_assets(dest_root: Path = ROOT / "slides") -> None:
+    """Unpack reveal.js and MathJax for the slide decks; a no-op when they are in place.
+
+    The packages come from the npm registry (`npm pack`, which checks their integrity)
+    and are cached in ~/.cache/dlcourse/npm. Without npm the decks are left as they are
+    and a message says what to install; nothing else in the course needs them.
+    """
+    for name, version in WEB_ASSETS.items():
+        dest = dest_root / name
+        marker = dest / ".dlcourse-version"
+        if marker.exists() and marker.read_text().strip() == version:
+            continue
+        tarball = npm_cache() / f"{name}-{version}.tgz"
+        if not tarball.exists():
+            npm = shutil.which("npm")
+            if npm is None:
+                say(f"npm not found: the slide decks need {name} {version} in slides/{name}/; "
+                    "install Node.js with npm, then run `make setup` again")
+                continue
+            tarball.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="npm-pack-") as tmp:
+                say(f"$ npm pack {name}@{version}")
+                result = subprocess.run([npm, "pack", f"{name}@{version}", "--pack-destination", tmp,
+                                         "--silent"], stdout=subprocess.DEVNULL)
+                packed = sorted(Path(tmp).glob("*.tgz"))
+                if result.returncode != 0 or not packed:
+                    say(f"could not fetch {name} {version} from the npm registry; "
+                        "the slide decks will not display until `make setup` succeeds")
+                    continue
+                partial = tarball.with_suffix(".partial")
+                shutil.move(packed[0], partial)
+                partial.replace(tarball)
+        # Unpack next to the destination, then swap it in: never a half-unpacked folder.
+        dest_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=dest_root) as tmp:
+            with tarfile.open(tarball) as tar:
+                tar.extractall(tmp, filter="data")
+            unpacked = Path(tmp) / "package"
+            (unpacked / ".dlcourse-version").write_text(version + "\n")
+            shutil.rmtree(dest, ignore_errors=True)
+            unpacked.rename(dest)
+        say(f"{name} {version} unpacked into slides/{name}/ for the slide decks")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--venv", default=str(ROOT / ".venv"))
@@ -213,6 +265,7 @@ def main() -> None:
     elif not args.gpu and variant.exists() and variant.read_text().strip() == "gpu":
         args.gpu = True
     want = stamp_value(args.gpu)
+    install_web_assets()
     if py.exists() and stamp.exists() and stamp.read_text().strip() == want and not args.rebuild_horovod:
         say(f"{venv.name} is up to date")
         return
