@@ -41,9 +41,11 @@ test: setup
 doctor: setup
 	$(BIN)/python -m dlcourse doctor
 
-# Re-execute lecture notebooks in the fast profile and store their outputs (for git).
+# Re-execute lecture notebooks in the fast profile and store their outputs (for git),
+# then rebuild their slide decks, which are made from those outputs.
 notebooks: setup
 	DLCOURSE_PROFILE=fast $(BIN)/python scripts/execute_notebooks.py $(NB)
+	$(BIN)/python scripts/build_slides.py
 
 clean:
 	rm -rf reports .pytest_cache
