@@ -52,7 +52,7 @@ FEEDBACK_CHARS = 2000  # of each cell's output kept in the feedback file
 # Names an exercise has no business touching: the grader, the kernel, the interpreter.
 FORBIDDEN = {
     "check", "hidden_test", "grading", "grader", "get_ipython", "__import__", "__builtins__", "builtins",
-    "importlib", "ctypes", "gc", "inspect", "IPython", "ipykernel", "subprocess", "environ", "modules",
+    "importlib", "ctypes", "gc", "inspect", "IPython", "ipykernel", "subprocess", "environ",
     "_getframe", "addaudithook", "_exit", "abort", "kill", "killpg", "system", "popen", "fork",
     "__globals__", "__code__", "__closure__", "__subclasses__", "__dict__", "__loader__", "__spec__", "__getattribute__",
     "f_back", "f_globals", "f_locals", "tb_frame", "exit",
@@ -74,6 +74,8 @@ def scan(source: str) -> list[str]:
             names = [node.id] if node.id in FORBIDDEN | FORBIDDEN_BUILTINS else []
         elif isinstance(node, ast.Attribute):
             names = [node.attr]
+            if node.attr == "modules" and isinstance(node.value, ast.Name) and node.value.id == "sys":
+                found.add("sys.modules")  # (net.modules() is fine)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names = [node.name]
         elif isinstance(node, ast.alias):

@@ -155,6 +155,8 @@ def test_labs_and_solutions_are_stored_without_outputs():
     ("size = getattr(layer, 'out_features')", []),
     ("import os\nos.__getattribute__('_ex' + 'it')(3)", ["__getattribute__"]),
     ("net = torch.compile(net)\nw = np.linalg.solve(A, b)", []),
+    ("convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]", []),
+    ("import sys\nsys.modules['dlcourse.grading'] = None", ["sys.modules"]),
     ("def f(:\n", []),  # a syntax error fails on its own
 ])
 def test_scan_flags_code_that_reaches_for_the_grader(source, found):
