@@ -55,7 +55,7 @@ FORBIDDEN = {
     "importlib", "ctypes", "gc", "inspect", "IPython", "ipykernel", "subprocess", "environ",
     "_getframe", "addaudithook", "_exit", "abort", "kill", "killpg", "system", "popen", "fork",
     "__globals__", "__code__", "__closure__", "__subclasses__", "__dict__", "__loader__", "__spec__", "__getattribute__",
-    "f_back", "f_globals", "f_locals", "tb_frame", "exit",
+    "f_back", "f_globals", "f_locals", "tb_frame", "exit", "getenv", "environb",
 }
 # Built-in functions that are forbidden when called by name (``torch.compile`` is fine).
 FORBIDDEN_BUILTINS = {"exec", "eval", "compile", "globals", "locals", "vars", "setattr", "delattr", "quit"}
@@ -234,6 +234,11 @@ def _error(cell, cell_timeout: float) -> str | None:
     return None
 
 
+_KERNEL_ENV = {"PATH", "LANG", "LANGUAGE", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "SYSTEMROOT"}
+_KERNEL_ENV_PREFIXES = ("DLCOURSE_", "LC_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "TF_", "KERAS_", "CUDA_", "NCCL_",
+                        "HOROVOD_", "MALLOC_", "JPY_")
+
+
 def _worker(job_path: str) -> None:
     """Run one graded notebook (``python -m dlcourse.grader JOB``); writes result.json beside JOB."""
     import nbformat
@@ -242,8 +247,10 @@ def _worker(job_path: str) -> None:
 
     job = json.loads(Path(job_path).read_text())
     nb = nbformat.reads(job["notebook"], as_version=4)
-    env = {**os.environ, job["key_var"]: job["key"], "HOME": job["sandbox"], "TMPDIR": job["sandbox"],
-           "MPLCONFIGDIR": job["sandbox"], "PYTHONDONTWRITEBYTECODE": "1"}
+    # The kernel sees only what the course needs from the grader's environment, not its secrets.
+    env = {k: v for k, v in os.environ.items() if k in _KERNEL_ENV or k.startswith(_KERNEL_ENV_PREFIXES)}
+    env.update({job["key_var"]: job["key"], "HOME": job["sandbox"], "TMPDIR": job["sandbox"],
+                "MPLCONFIGDIR": job["sandbox"], "PYTHONDONTWRITEBYTECODE": "1"})
     client = NotebookClient(nb, timeout=job["cell_timeout"], allow_errors=True, interrupt_on_timeout=True,
                             error_on_timeout={"ename": "TimeoutError",
                                               "evalue": f"the cell ran longer than {job['cell_timeout']} s",
@@ -342,8 +349,9 @@ def grade_one(student: str, path: Path, solution_nb, expected, run_dir: Path, de
     private = Path(tempfile.mkdtemp(prefix="job-", dir=run_dir / "private"))
     sandbox = Path(tempfile.mkdtemp(prefix="work-", dir=run_dir / "work"))
     key, key_var = secrets.token_hex(32), "DLCOURSE_GRADING_KEY"
-    others = [str(p) for p in (run_dir / "work").iterdir() if p != sandbox]
-    plan = assemble(solution_nb, submitted, key_var, str(sandbox), denied + [str(run_dir / "private")] + others)
+    # The whole run folder is off limits (other students' folders, every result file) except,
+    # since the guard checks it first, this submission's own sandbox.
+    plan = assemble(solution_nb, submitted, key_var, str(sandbox), denied + [str(run_dir)])
     job = private / "job.json"
     atomic_write(job, json.dumps({"notebook": nbformat.writes(plan.nb), "key": key, "key_var": key_var,
                                   "sandbox": str(sandbox), "cell_timeout": cell_timeout,

@@ -310,3 +310,20 @@ def test_a_guarded_kernel_may_start_only_the_course_horovod_worker(monkeypatch):
     assert not grader._trusted_launch(worker, {})                                  # without the guard handed on
     assert not grader._trusted_launch(worker[:-2] + ["evil.py"], env)              # a script of the student's
     assert not grader._trusted_launch(["/bin/sh", "-c", "rm -rf ~"], env)
+
+
+def test_graded_kernels_do_not_inherit_the_graders_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    solution = nbformat.read(grading.find_solution("lab01"), as_version=4)
+    first_check = next(c for c in solution.cells if grading.cell_tag(c, "check"))
+    # Course code (a check cell, run after the grader's bootstrap) looks at the kernel's environment.
+    probe = _with(solution, check=grading.cell_tag(first_check, "check"),
+                  check_source="import os\nassert 'AWS_SECRET_ACCESS_KEY' not in os.environ, 'a secret leaked'\n"
+                               "assert 'DLCOURSE_GRADING_KEY' not in os.environ, 'the key leaked'\n" + first_check.source)
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(probe, tmp_path / "solutions" / "lab01_probe.ipynb")
+    monkeypatch.setattr(grading, "SOLUTIONS_DIR", tmp_path / "solutions")
+    (tmp_path / "subs").mkdir()
+    nbformat.write(solution, tmp_path / "subs" / "student.ipynb")
+    rows = grader.grade("lab01", tmp_path / "subs", tmp_path / "grades.csv", progress=False)
+    assert rows[0].total == rows[0].max == 13, rows[0].feedback
