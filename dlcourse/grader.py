@@ -249,8 +249,11 @@ def _worker(job_path: str) -> None:
     nb = nbformat.reads(job["notebook"], as_version=4)
     # The kernel sees only what the course needs from the grader's environment, not its secrets.
     env = {k: v for k, v in os.environ.items() if k in _KERNEL_ENV or k.startswith(_KERNEL_ENV_PREFIXES)}
+    from dlcourse import data
+
     env.update({job["key_var"]: job["key"], "HOME": job["sandbox"], "TMPDIR": job["sandbox"],
-                "MPLCONFIGDIR": job["sandbox"], "PYTHONDONTWRITEBYTECODE": "1"})
+                "MPLCONFIGDIR": job["sandbox"], "PYTHONDONTWRITEBYTECODE": "1",
+                "DLCOURSE_CACHE": str(data.cache_dir())})   # HOME moves; the data cache stays where it is
     client = NotebookClient(nb, timeout=job["cell_timeout"], allow_errors=True, interrupt_on_timeout=True,
                             error_on_timeout={"ename": "TimeoutError",
                                               "evalue": f"the cell ran longer than {job['cell_timeout']} s",
