@@ -3,6 +3,7 @@
 #   make lab      set up .venv if needed, then start JupyterLab on the course
 #   make test     set up .venv if needed, then run every test and notebook
 #   make doctor   check frameworks, devices and data
+#   make bench    measure the course against reference recipes; writes BENCHMARKS.md
 #
 # Set-up is incremental: .venv is (re)built only when requirements.txt changes.
 
@@ -13,6 +14,7 @@ SETUP_ARGS ?=
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 NB ?= notebooks/*.ipynb
+BENCH_ARGS ?=
 
 # TensorFlow's C++ logs go to stderr and break nbval's output checks. They must be
 # set before Jupyter or pytest start kernels; setting them inside a notebook is too late.
@@ -23,7 +25,7 @@ export TF_ENABLE_ONEDNN_OPTS ?= 0
 export MALLOC_MMAP_THRESHOLD_ ?= 67108864
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456
 
-.PHONY: setup lab test doctor notebooks clean
+.PHONY: setup lab test doctor notebooks clean bench
 
 setup:
 	@$(PYTHON) scripts/setup_env.py --venv $(VENV) $(SETUP_ARGS)
@@ -40,6 +42,10 @@ test: setup
 
 doctor: setup
 	$(BIN)/python -m dlcourse doctor
+
+# Benchmarks (not part of `make test`): about 6 minutes on a quiet 2-core machine; BENCH_ARGS="--quick" for a check.
+bench: setup
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # Re-execute lecture notebooks in the fast profile and store their outputs (for git),
 # then rebuild their slide decks, which are made from those outputs.

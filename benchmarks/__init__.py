@@ -1,0 +1,1 @@
+"""Benchmarks of the course against reference recipes and the machine (`make bench`)."""

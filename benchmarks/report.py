@@ -1,0 +1,314 @@
+"""Tables and the BENCHMARKS.md report, made from a results dictionary (benchmarks/run.py).
+
+Pure formatting: no framework, no measurement; tests/test_benchmarks.py feeds it made-up results.
+"""
+
+from __future__ import annotations
+
+from benchmarks import common
+from benchmarks.common import fmt_num, fmt_spread, spread
+
+TITLES = {"course": "1. Course time (fast profile)", "tta": "2. Time to 98.5% MNIST test accuracy",
+          "conv": "3. Fraction of peak: convolutions and training steps",
+          "scaling": "4. Scaling: Horovod here, and the alpha-beta model beyond",
+          "install": "5. Install: set-up time and size"}
+
+
+def _pct(x, digits: int = 3) -> str:
+    return "-" if x is None else f"{fmt_num(100 * x, digits)}%"
+
+
+# --------------------------------------------------------------------------- one table per benchmark
+def course_tables(r: dict) -> list[tuple[str, list, list]]:
+    if not r.get("available"):
+        return [("", ["notebook", "seconds"], [["reports/notebook-times.json is missing: run `make test` first", "-"]])]
+    rows = [[row["notebook"], fmt_num(row["seconds"]), row.get("budget_s") or "-", row["status"]] for row in r["rows"]]
+    n_nb = sum(1 for row in r["rows"] if row["notebook"].startswith("notebooks/"))
+    if not r.get("labs_timed"):
+        rows.append(["labs/*.ipynb", "-", "-", "not executed by `make test`: no grading times recorded"])
+    total = "-" if r.get("total_s") is None else fmt_num(r["total_s"])
+    rows.append([f"whole course ({r['timed']} of {n_nb} notebooks timed; targets met in "
+                 f"{r.get('targets_met', 0)})", total, r["aim_s"],
+                 "complete" if r.get("complete") else "partial report: run `make test` for every notebook"])
+    return [(f"From reports/notebook-times.json, written {r.get('finished')}",
+             ["notebook", "seconds", "budget (s)", "status"], rows)]
+
+
+def tta_run_rates(runs: list[dict], config: str) -> dict:
+    return spread(1e3 * r["time_s"] / r["steps"] for r in runs
+                  if r.get("config") == config and r.get("reached") and r.get("steps"))
+
+
+def tta_tables(r: dict) -> list[tuple[str, list, list]]:
+    target = r.get("target", 0.985)
+    rows = []
+    for config, c in r["configs"].items():
+        ratio = "1 (reference point)" if config == "course" else fmt_spread(r["ratio_to_course"].get(config))
+        rows.append([c["label"], fmt_spread(c["time_s"], "s"), fmt_spread(c["steps"], digits=4),
+                     fmt_spread(c["epochs"]), fmt_spread(tta_run_rates(r.get("runs", []), config), "ms"),
+                     f"{c['reached']}/{c['runs']}", fmt_spread(c["best_acc"], digits=4), ratio])
+    title = (f"Target {100 * target:.4g}% test accuracy, {r['seeds']} seed(s) per configuration, "
+             f"{r['threads']} thread(s) each, test accuracy measured every 1/{r['evals_per_epoch']} epoch "
+             f"off the clock, cap {fmt_num(r['cap_s'])} s of training")
+    return [(title, ["configuration", f"time to {100 * target:.4g}%", "steps", "epochs", "ms per step",
+                     "reached", "best test accuracy", "time ratio reference/course"], rows)]
+
+
+def conv_tables(r: dict) -> list[tuple[str, list, list]]:
+    rows = [[row["what"], row.get("method", "-"), fmt_spread(row["gflops"]), f"{fmt_num(row['percent_of_peak'])}%",
+             fmt_num(row.get("cpu_per_wall"), 2)] for row in r["rows"]]
+    return [(f"Float32, {r['threads']} thread(s); medians of {r['reps']} samples (min-max); CPU/wall about 1 "
+             "means a single busy thread", ["what", "method", "GFLOP/s", "% of matmul peak", "CPU/wall"], rows)]
+
+
+def scaling_tables(r: dict) -> list[tuple[str, list, list]]:
+    ips = r["images_per_s"]
+    runs = [["1", fmt_spread(ips.get("1") or ips.get(1)), "100% (reference point)"],
+            ["2", fmt_spread(ips.get("2") or ips.get(2)), _pct_spread(r["efficiency_2"])]]
+    fit_note = "" if r.get("fit_ok", True) else " (meaningless fit: timings too noisy)"
+    model = [["alpha (latency per ring step)", f"{fmt_num(r['alpha_s'] * 1e6)} us{fit_note}"],
+             ["1/beta (bandwidth per worker)", f"{fmt_num(r['bandwidth_gb_s'])} GB/s"],
+             ["model's efficiency at 2 processes for this CNN", _pct(r["model_efficiency_2_here"])],
+             ["measured efficiency at 2 processes", _pct_spread(r["efficiency_2"])]]
+    gpus = r["gpus"]
+    pred = [[name, *[_pct(e, 3) for e in effs]] for name, effs in r["predictions"].items()]
+    return [(f"scripts/hvd_train_torch.py, {r['threads_per_rank']} thread per rank, 64 images per rank per step "
+             f"(weak scaling), {r['repeats']} run(s) per process count",
+             ["processes", "images/s (all ranks)", "efficiency"], runs),
+            ("Alpha-beta fit of scripts/allreduce_bench.py (2 processes, this machine)", ["quantity", "value"], model),
+            (f"Predicted efficiency, ResNet-50 ({fmt_num(r['resnet50_bytes'] / 1e6)} MB of gradients), "
+             f"{fmt_num(r['t_compute_s'] * 1e3)} ms of compute per step, {_pct(r['overlap'])} overlap; "
+             f"Horovod published ~{_pct(r['horovod_published_512'])} at 512 GPUs on 25 GbE",
+             ["interconnect", *[str(g) for g in gpus]], pred)]
+
+
+def _pct_spread(s: dict | None) -> str:
+    if not s or s.get("median") is None:
+        return "-"
+    return fmt_spread({k: (100 * v if k != "n" else v) for k, v in s.items()}, "%")
+
+
+def install_tables(r: dict) -> list[tuple[str, list, list]]:
+    cold = r.get("cold")
+    if cold:
+        when = f"measured {cold.get('measured', '?')}" + (", from an earlier run" if cold.get("carried_over") else "")
+        cold_text = f"{fmt_num(cold['seconds'])} s ({when})" if cold.get("ok") else f"failed ({when})"
+        cold_size = f"{fmt_num(cold.get('venv_mib'))} MiB" if cold.get("venv_mib") else "-"
+    else:
+        cold_text, cold_size = "not measured (run with --cold-install)", "-"
+    rows = [["warm set-up (`scripts/setup_env.py`, .venv up to date)", fmt_spread(r.get("warm_s"), "s")],
+            ["cold set-up (new venv, Horovod wheel from the cache)", cold_text],
+            ["size of .venv", f"{fmt_num(r.get('venv_mib'))} MiB"],
+            ["size of a cold-built venv", cold_size],
+            ["cached Horovod wheel(s)", f"{fmt_num(r.get('wheel_cache_mib'))} MiB"]]
+    if r.get("warm_error"):
+        rows.append(["warm set-up error", r["warm_error"].splitlines()[0]])
+    return [("", ["what", "figure"], rows)]
+
+
+TABLES = {"course": course_tables, "tta": tta_tables, "conv": conv_tables, "scaling": scaling_tables,
+          "install": install_tables}
+
+
+def tables(key: str, result: dict) -> list[tuple[str, list, list]]:
+    if "error" in result:
+        return [("", ["benchmark", "error"], [[key, result["error"].splitlines()[0]]])]
+    return TABLES[key](result)
+
+
+def text_section(key: str, result: dict) -> str:
+    out = [TITLES[key]]
+    for title, headers, rows in tables(key, result):
+        if title:
+            out.append(f"  {title}")
+        out.append(common.table_text(headers, rows))
+    if "error" in result:
+        out.append(result["error"])
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- findings
+def findings(results: dict) -> list[str]:
+    """Sentences drawn from the figures: where the course is slower than a reference, and why."""
+    b = results.get("benchmarks", {})
+    out = []
+    tta = b.get("tta")
+    if tta and "error" not in tta:
+        course = tta["configs"]["course"]
+        c_time, c_steps = course["time_s"]["median"], course["steps"]["median"]
+        c_rate = tta_run_rates(tta.get("runs", []), "course")["median"]
+        if c_time is None:
+            out.append(f"**Time to accuracy:** the course's LeNet-5 did not reach {100 * tta['target']:.4g}% "
+                       f"(best {fmt_num(course['best_acc']['median'], 4)}) within its recipe's "
+                       f"{tta['runs'][0].get('max_epochs', 4)} epochs or the cap.")
+        for config in ("pytorch_example", "keras"):
+            ref = tta["configs"][config]
+            r_time, r_steps = ref["time_s"]["median"], ref["steps"]["median"]
+            ratio = tta["ratio_to_course"][config]["median"]
+            r_rate = tta_run_rates(tta.get("runs", []), config)["median"]
+            name = ref["label"].split(" (")[0]
+            if r_time is None or c_time is None or ratio is None:
+                if r_time is None:
+                    out.append(f"**{name}** did not reach the target within the cap "
+                               f"(best {fmt_num(ref['best_acc']['median'], 4)}).")
+                continue
+            why = (f"it needs {fmt_num(c_steps, 4)} steps of {fmt_num(c_rate)} ms where the reference needs "
+                   f"{fmt_num(r_steps, 4)} of {fmt_num(r_rate)} ms")
+            if ratio < 1:
+                more, dearer = c_steps > r_steps, c_rate > r_rate
+                cause = "both more and dearer steps" if more and dearer else (
+                    "more optimizer steps" if more else "dearer steps")
+                hints = []
+                if more:
+                    hints.append("the course's recipe needs more updates to get there (a smaller network, "
+                                 "a learning rate tuned for 4 epochs rather than for reaching the target early)")
+                if dearer and config == "keras":
+                    hints.append("Keras runs each training step as one compiled TensorFlow graph, while PyTorch "
+                                 "runs it eagerly, operation by operation from Python, which costs relatively "
+                                 "more for a network this small")
+                elif dearer:
+                    hints.append("per-step overheads weigh more for a network this small")
+                out.append(f"**The course is slower than {name}** to {100 * tta['target']:.4g}%: "
+                           f"{fmt_num(c_time)} s against {fmt_num(r_time)} s (reference/course = {fmt_num(ratio)}). "
+                           f"The cause is {cause}: {why}; " + "; ".join(hints) + ".")
+            else:
+                out.append(f"**The course is faster than {name}** to {100 * tta['target']:.4g}%: "
+                           f"{fmt_num(c_time)} s against {fmt_num(r_time)} s ({fmt_num(ratio)}x): {why}.")
+    conv = b.get("conv")
+    if conv and "error" not in conv:
+        rows = {(row["what"].split(",")[0], row.get("method")): row for row in conv["rows"]}
+        train = [row for row in conv["rows"] if row["kind"] == "train"]
+        if len(train) == 2:
+            out.append(f"**Fraction of peak:** the course's LeNet-5 training step runs at "
+                       f"{fmt_num(train[0]['percent_of_peak'])}% of the matmul peak against "
+                       f"{fmt_num(train[1]['percent_of_peak'])}% for the PyTorch example's wider network: "
+                       f"LeNet-5's layers ({fmt_num(train[0]['forward_mflop_per_image'])} MFLOP per image forward, "
+                       f"against {fmt_num(train[1]['forward_mflop_per_image'])}) are too small to keep the vector "
+                       "units busy, so fixed per-operation costs (Python, dispatch, the optimizer) weigh more.")
+        over = [f"{k[0]} ({k[1]})" for k, row in rows.items() if row["kind"] == "conv" and row["percent_of_peak"] > 100]
+        if over:
+            text = ("Convolutions above 100% of the matmul peak (" + "; ".join(over) + "): `F.conv2d` runs "
+                    "oneDNN's JIT-compiled direct convolution, while `torch.mm` calls MKL's SGEMM, so the "
+                    "\"peak\" is MKL's on this CPU, not the hardware's.")
+            if "AMD" in results.get("machine", {}).get("cpu", ""):
+                text += (" MKL is known not to choose its fastest (AVX-512) code paths on AMD processors, "
+                         "while oneDNN does: `ONEDNN_VERBOSE=1` shows `alg:convolution_direct` with "
+                         "`jit:avx512_core` (no Winograd), so the extra speed is not fewer operations.")
+            out.append(text)
+        fft = [row for row in conv["rows"] if row.get("method", "").startswith("FFT")]
+        if fft:
+            lo, hi = (fmt_num(f(r["percent_of_peak"] for r in fft)) for f in (min, max))
+            out.append(f"FFT convolution stays at {lo if lo == hi else lo + '-' + hi}% of peak: with 3x3 and 5x5 "
+                       "kernels the transforms and complex products cost more than the few multiply-adds they replace.")
+    sc = b.get("scaling")
+    if sc and "error" not in sc:
+        e2, m2 = sc["efficiency_2"]["median"], sc["model_efficiency_2_here"]
+        pred25 = sc["predictions"].get("25 GbE (RoCE)")
+        i512 = sc["gpus"].index(512) if 512 in sc["gpus"] else None
+        model_text = (f"the alpha-beta model fitted on this machine's loopback predicts {_pct(m2)}" if m2 is not None
+                      else "the alpha-beta fit of this run's allreduce timings is meaningless: too noisy")
+        text = (f"**Scaling:** 2 Horovod processes reach {_pct(e2)} of twice the 1-process throughput here "
+                f"({model_text}); two ranks on two cores share the memory bandwidth, and each small step waits "
+                "for an allreduce through Gloo.")
+        load, cores = results.get("load_before"), results.get("machine", {}).get("cores") or 1
+        if load is not None and load > cores - 0.5:
+            text += (f" The machine was busy (load {load} on {cores} cores), which hurts the 2-process run most: "
+                     "it needs every core.")
+        if pred25 and i512 is not None:
+            text += (f" For ResNet-50 on 25 GbE the model predicts {_pct(pred25[i512])} at 512 GPUs, against "
+                     f"Horovod's published ~{_pct(sc['horovod_published_512'])}.")
+        out.append(text)
+    course = b.get("course")
+    if course and "error" not in course:
+        if not course.get("available"):
+            out.append("**Course time:** no `reports/notebook-times.json`: run `make test` before `make bench`.")
+        elif not course.get("complete"):
+            out.append(f"**Course time:** the report covers {course['timed']} notebook(s) only (a partial "
+                       "`pytest` run overwrites it); run `make test` before `make bench` for the whole course.")
+        else:
+            out.append(f"**Course time:** {fmt_num(course['total_s'])} s for the notebooks, against the aim of "
+                       f"{course['aim_s']} s for notebooks and labs; targets met in {course['targets_met']} of "
+                       f"{course['timed']}.")
+    return out
+
+
+# --------------------------------------------------------------------------- BENCHMARKS.md
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    v = m.get("versions", {})
+    quick = results.get("quick")
+    lines = ["# Benchmarks", ""]
+    if quick:
+        lines += ["> **These figures come from a `--quick` run (tiny sizes, one run each, a lower accuracy "
+                  "target): they check that the benchmarks work and mean nothing about speed.** "
+                  "Run `make bench` on a quiet machine for the real figures.", ""]
+    load, cores = results.get("load_before"), m.get("cores") or 1
+    if load is not None and load >= 0.75 * cores:
+        lines += [f"> **The machine was busy when this ran (load average {load} on {cores} cores)**: other "
+                  "processes took CPU time, so absolute figures are low and noisy; ratios within the run suffer less.",
+                  ""]
+    lines += [
+        "How the course compares with reference recipes and with what this machine can do. All figures "
+        "come from one run of `make bench`; ratios compare measurements taken in that same run, never "
+        "absolute times across runs.", "",
+        f"- **Date:** {results.get('started')} to {results.get('finished')} "
+        f"({fmt_num(results.get('total_s'))} s in all)",
+        f"- **Machine:** {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['ram_gib']} GiB RAM, "
+        f"{'an NVIDIA GPU present but unused' if m.get('gpu') else 'no GPU'}; {m['os']}",
+        f"- **Software:** Python {m['python']}, PyTorch {v.get('torch')}, TensorFlow {v.get('tensorflow')}, "
+        f"Keras {v.get('keras')}, Horovod {v.get('horovod')}, NumPy {v.get('numpy')}",
+        f"- **Threads:** {results.get('threads')} per process for every framework and benchmark "
+        "(OMP/MKL/TF thread pools pinned); one benchmark process at a time",
+        f"- **Load average (1 min):** {results.get('load_before')} before, {results.get('load_after')} after",
+        "", "## Findings", ""]
+    lines += [f"- {f}" for f in findings(results)] or ["- (no benchmark results)"]
+    lines += ["", "## Reproduce", "", "```bash",
+              "make bench                                    # all five benchmarks, < 20 minutes on 2 cores",
+              "make bench BENCH_ARGS=\"--quick\"               # tiny sizes: checks the plumbing (~2 minutes)",
+              "make bench BENCH_ARGS=\"--only tta,conv\"       # a subset: course, tta, conv, scaling, install",
+              "make bench BENCH_ARGS=\"--cold-install\"        # also time a set-up from nothing (~5 minutes more)",
+              "make bench BENCH_ARGS=\"--seeds 5 --threads 2\" # more runs per configuration; more threads",
+              ".venv/bin/python benchmarks/run.py --markdown-only   # rewrite this file from the saved results",
+              "```", "",
+              "Run `make test` first: the course-time table reads the notebook times it saves in "
+              "`reports/notebook-times.json`. Results are saved to `reports/bench/results.json` (and a "
+              "dated copy); `--quick` writes `reports/bench/results-quick.json` and "
+              "`reports/bench/BENCHMARKS.quick.md` instead, leaving this file alone. Each benchmark is a "
+              "module of `benchmarks/` that also runs alone, e.g. "
+              "`python -m benchmarks.conv_peak --json out.json --quick`. A busy machine slows everything: "
+              "compare the load averages above.", ""]
+    notes = {
+        "course": "Wall time of each notebook as `make test` measured it (kernel start included), against its "
+                  "fast-profile budget; \"ok\" means within budget and every asserted target met (a failed "
+                  "target shows as FAILED).",
+        "tta": "The course's LeNet-5 trained exactly as `dlcourse.models.fit` does with `MNIST_RECIPE` (its loop "
+               "repeated so that it can stop at an evaluation), beside this project's own re-implementations of "
+               "the recipes of PyTorch's official MNIST example and of Keras's \"simple MNIST convnet\" (Keras 3, "
+               "TensorFlow backend, TensorFlow's default oneDNN kernels, intra- and inter-op pools of the same thread count). "
+               "All three read images from in-memory arrays. Time counts training only, "
+               "up to the first evaluation at or above the target, so it is exact to a quarter epoch. The ratio "
+               "is taken seed by seed, between runs made one after the other.",
+        "conv": "Convolutions by the frameworks' implementations (`F.unfold` + matmul, `F.conv2d`, `torch.fft`), each "
+                "credited with the direct convolution's FLOPs; training steps credited with 3x their forward FLOPs "
+                "counted from the layer shapes. The peak is a large square float32 `torch.mm` with the same threads.",
+        "scaling": "`scripts/hvd_train_torch.py` and `scripts/allreduce_bench.py` launched by "
+                   "`dlcourse.dist.launch`; `dlcourse.dist.fit_alpha_beta` and `scaling_efficiency` give the "
+                   "model, with `dlcourse.dist.INTERCONNECTS` for the extrapolation (as notebooks/13 does).",
+        "install": "Warm: `scripts/setup_env.py` with `.venv` already matching `requirements.txt` (what every "
+                   "`make lab`/`make test` pays). Cold: a new venv in a temporary folder with the Horovod wheel "
+                   "from the cache (network needed for PyPI); measured only with `--cold-install`.",
+    }
+    for key in ("course", "tta", "conv", "scaling", "install"):
+        lines += [f"## {TITLES[key]}", ""]
+        result = results.get("benchmarks", {}).get(key)
+        if result is None:
+            lines += ["Not run (see `--only`).", ""]
+            continue
+        lines += [notes[key], ""]
+        if result.get("measured"):
+            lines += [f"Measured {result['measured']}, {fmt_num(result.get('wall_s'))} s.", ""]
+        for title, headers, rows in tables(key, result):
+            if title:
+                lines += [f"*{title}.*", ""]
+            lines += [common.table_markdown(headers, rows), ""]
+    return "\n".join(lines).rstrip() + "\n"

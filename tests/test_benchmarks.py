@@ -1,0 +1,180 @@
+"""benchmarks/: statistics, tables, the time-to-accuracy stopping logic and the report (no real benchmark runs)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from benchmarks import common, course_time, report, run
+from benchmarks.time_to_accuracy import TimeToAccuracy, aggregate, train_loop
+
+
+class FakeClock:
+    """A clock that advances only when told: training steps cost 1 s, evaluations 100 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+# --------------------------------------------------------------------------- statistics and tables
+def test_spread_median_min_max_and_missing_values():
+    assert common.spread([3, 1, 2, None]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert common.spread([1, 2, 3, 10])["median"] == 2.5
+    assert common.spread([]) == {"median": None, "min": None, "max": None, "n": 0}
+    assert common.spread(x for x in [None])["n"] == 0
+
+
+def test_formatting_of_numbers_and_spreads():
+    assert common.fmt_num(None) == "-"
+    assert common.fmt_num(12.345) == "12.3"
+    assert common.fmt_num(123456) == "123,456"
+    assert common.fmt_spread(common.spread([1.0, 2.0, 4.0]), "s") == "2 s (1-4, n=3)"
+    assert common.fmt_spread(common.spread([5.0]), "s") == "5 s"
+    assert common.fmt_spread({"median": 50.0, "min": 40.0, "max": 60.0, "n": 2}, "%") == "50% (40-60, n=2)"
+    assert common.fmt_spread(common.spread([])) == "-"
+    assert common.ratio(3, 2) == 1.5 and common.ratio(None, 2) is None and common.ratio(1, 0) is None
+
+
+def test_text_and_markdown_tables():
+    text = common.table_text(["a", "long header"], [[1, None], ["xyz", "b"]])
+    lines = text.splitlines()
+    assert lines[0].startswith("a    long header") and set(lines[1]) <= {"-", " "}
+    assert lines[2].split() == ["1", "-"]
+    md = common.table_markdown(["x", "y"], [["a|b", 2]])
+    assert md.splitlines() == ["| x | y |", "|---|---|", "| a\\|b | 2 |"]
+
+
+# --------------------------------------------------------------------------- time to accuracy
+def test_stopwatch_counts_training_time_only_and_stops_at_the_target():
+    clock = FakeClock()
+    tracker = TimeToAccuracy(target=0.9, cap_s=1000, clock=clock)
+    accuracies = iter([0.5, 0.8, 0.91, 0.95])
+
+    def step(epoch, i):
+        clock.now += 1.0                  # one training step: 1 s
+
+    def evaluate():
+        clock.now += 100.0                # evaluation is slow but off the clock
+        return next(accuracies)
+
+    steps = train_loop(step, evaluate, tracker, steps_per_epoch=8, max_epochs=5, evals_per_epoch=4)
+    assert steps == 6                     # evaluations after steps 2, 4, 6: the third reaches 0.91
+    summary = tracker.summary()
+    assert summary["reached"] and summary["time_s"] == 6.0 and summary["steps"] == 6
+    assert [e[2] for e in summary["evals"]] == [0.5, 0.8, 0.91]
+
+
+def test_stopwatch_stops_at_the_cap_or_the_last_epoch_without_reaching():
+    clock = FakeClock()
+    tracker = TimeToAccuracy(target=0.99, cap_s=5, clock=clock)
+
+    def step(epoch, i):
+        clock.now += 1.0
+
+    steps = train_loop(step, lambda: 0.5, tracker, steps_per_epoch=4, max_epochs=10, evals_per_epoch=2)
+    assert steps == 6 and not tracker.summary()["reached"] and tracker.summary()["time_s"] is None
+    assert tracker.train_s == 6.0         # stopped at the first evaluation past the 5 s cap
+
+    clock2 = FakeClock()
+    tracker2 = TimeToAccuracy(target=0.99, cap_s=1e9, clock=clock2)
+    starts = []
+    steps2 = train_loop(lambda e, i: None, lambda: 0.1, tracker2, steps_per_epoch=3, max_epochs=2,
+                        epoch_start=starts.append, evals_per_epoch=4)
+    assert steps2 == 6 and starts == [0, 1] and len(tracker2.evals) == 6   # every step when the epoch is short
+
+
+def test_aggregate_takes_ratios_seed_by_seed():
+    def run_(config, seed, t, steps=100):
+        return {"config": config, "seed": seed, "reached": t is not None, "time_s": t, "steps": steps,
+                "steps_per_epoch": 50, "best_acc": 0.99}
+    runs = [run_("course", 0, 10.0), run_("pytorch_example", 0, 30.0), run_("keras", 0, 5.0),
+            run_("course", 1, 20.0), run_("pytorch_example", 1, 40.0), run_("keras", 1, None),
+            {"config": "keras", "seed": 2, "error": "boom"}]
+    agg = aggregate(runs)
+    assert agg["configs"]["course"]["time_s"]["median"] == 15.0
+    assert agg["configs"]["course"]["epochs"]["median"] == 2.0
+    assert agg["ratio_to_course"]["pytorch_example"] == {"median": 2.5, "min": 2.0, "max": 3.0, "n": 2}
+    assert agg["ratio_to_course"]["keras"]["n"] == 1 and agg["ratio_to_course"]["keras"]["median"] == 0.5
+    assert agg["configs"]["keras"]["runs"] == 2 and agg["configs"]["keras"]["reached"] == 1
+
+
+# --------------------------------------------------------------------------- course time
+def test_course_time_marks_missing_notebooks_and_missing_report():
+    paths = ["notebooks/00_a.ipynb", "notebooks/01_b.ipynb", "labs/lab01_x.ipynb"]
+    assert course_time.summarize(None, paths)["available"] is False
+    rep = {"finished": "2026-01-01T00:00:00", "profile": "", "notebooks": [
+        {"notebook": "notebooks/00_a.ipynb", "seconds": 12.0, "budget_s": 60, "status": "ok"}]}
+    s = course_time.summarize(rep, paths)
+    assert s["timed"] == 1 and s["total_s"] == 12.0 and not s["complete"] and s["labs_timed"] == 0
+    assert [r["status"] for r in s["rows"]] == ["ok", "not in the report"]
+    rows = report.course_tables(s)[0][2]
+    assert rows[-2][0] == "labs/*.ipynb" and "partial" in rows[-1][3]
+
+
+# --------------------------------------------------------------------------- the whole report
+def fake_results(quick=False):
+    tta_runs = [{"config": c, "seed": 0, "reached": True, "time_s": t, "steps": s, "steps_per_epoch": 400,
+                 "best_acc": 0.986, "max_epochs": 4} for c, t, s in
+                (("course", 10.0, 800), ("pytorch_example", 40.0, 500), ("keras", 8.0, 1000))]
+    agg = aggregate(tta_runs)
+    flat = {"median": 50.0, "min": 49.0, "max": 51.0, "n": 3}
+    return {"quick": quick, "threads": 1, "started": "2026-01-01 10:00:00 UTC", "finished": "2026-01-01 10:15:00 UTC",
+            "total_s": 900.0, "load_before": 0.1, "load_after": 1.0,
+            "machine": {"cpu": "Test CPU", "cores": 2, "usable_cores": 2, "ram_gib": 8.0, "os": "Linux 6",
+                        "python": "3.11.9", "gpu": False,
+                        "versions": {"torch": "2.x", "tensorflow": "2.y", "keras": "3.z", "horovod": "0.28.1",
+                                     "numpy": "1.26"}},
+            "benchmarks": {
+                "course": {"available": False, "rows": [], "total_s": None, "timed": 0, "aim_s": 900},
+                "tta": {"target": 0.985, "cap_s": 150, "seeds": 1, "threads": 1, "evals_per_epoch": 4,
+                        "runs": tta_runs, **agg, "measured": "2026-01-01 10:01", "wall_s": 300},
+                "conv": {"threads": 1, "reps": 7, "rows": [
+                    {"what": "matmul", "kind": "peak", "gflops": flat, "percent_of_peak": 100, "cpu_per_wall": 1.0},
+                    {"what": "VGG, batch 8", "method": "direct (F.conv2d)", "kind": "conv", "gflops": flat,
+                     "percent_of_peak": 180.0, "cpu_per_wall": 1.0},
+                    {"what": "VGG, batch 8", "method": "FFT (torch.fft)", "kind": "conv", "gflops": flat,
+                     "percent_of_peak": 15.0, "cpu_per_wall": 1.0},
+                    {"what": "LeNet step", "kind": "train", "gflops": flat, "percent_of_peak": 10.0,
+                     "forward_mflop_per_image": 0.833},
+                    {"what": "ref step", "kind": "train", "gflops": flat, "percent_of_peak": 40.0,
+                     "forward_mflop_per_image": 24.0}]},
+                "scaling": {"error": "horovodrun failed\nmore"},
+                "install": {"venv_mib": 3000.0, "wheel_cache_mib": 40.0, "warm_s": common.spread([0.1, 0.2])},
+            }}
+
+
+def test_markdown_report_has_machine_findings_and_reproduction(tmp_path):
+    md = report.markdown(fake_results())
+    assert md.startswith("# Benchmarks") and "--quick" in md and "make bench" in md
+    assert "Test CPU, 2 cores" in md and "2026-01-01 10:00:00" in md and "PyTorch 2.x" in md
+    slower = next(line for line in md.splitlines() if "**The course is slower than Keras" in line)
+    assert "The cause is dearer steps" in slower and "compiled TensorFlow graph" in slower
+    assert "**The course is faster than PyTorch MNIST example**" in md
+    assert "not measured (run with --cold-install)" in md
+    assert "horovodrun failed" in md and "notebook-times.json is missing" in md
+    assert "figures come from a `--quick` run" not in md
+    assert "figures come from a `--quick` run" in report.markdown(fake_results(quick=True))
+    assert not re.search(r"/(home|root|tmp|work|Users)/", md)        # no machine paths
+
+
+def test_text_sections_render_every_benchmark():
+    res = fake_results()
+    for key, result in res["benchmarks"].items():
+        assert report.TITLES[key] in report.text_section(key, result)
+
+
+def test_markdown_only_rewrites_the_report_from_saved_results(tmp_path):
+    results, md = tmp_path / "results.json", tmp_path / "B.md"
+    results.write_text(json.dumps(fake_results()))
+    assert run.main(["--markdown-only", "--results", str(results), "--markdown", str(md)]) == 0
+    assert md.read_text() == report.markdown(fake_results())
+
+
+def test_unknown_benchmark_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="unknown benchmark"):
+        run.main(["--only", "nope", "--results", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "m.md")])
