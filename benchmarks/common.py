@@ -17,6 +17,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from dlcourse.fsutil import atomic_write
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "reports" / "bench"
 RESULTS = RESULTS_DIR / "results.json"
@@ -189,11 +191,7 @@ def pin_threads(threads: int) -> None:
 
 def write_json(path: str | Path, record: dict) -> None:
     """Write ``record`` atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record, indent=1) + "\n")
 
 
 def add_common_args(parser) -> None:

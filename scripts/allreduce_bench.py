@@ -14,12 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import horovod.torch as hvd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the course package, when not installed
+from dlcourse.fsutil import atomic_write  # noqa: E402
 
 
 def timed(fn, reps: int) -> float:
@@ -86,9 +90,7 @@ def main():
                          "seconds": fusion},
               "cycle_time_ms": float(os.environ.get("HOROVOD_CYCLE_TIME", "1"))}
     out = Path(args.out)
-    tmp = out / f".rank{hvd.rank()}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out / f"rank{hvd.rank()}.json")
+    atomic_write(out / f"rank{hvd.rank()}.json", json.dumps(record, indent=1))
     if hvd.rank() == 0:
         print(f"timed {len(sizes)} message sizes from {sizes[0]} B to {sizes[-1] // 2**20} MiB on {hvd.size()} ranks")
 

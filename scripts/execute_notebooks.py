@@ -19,6 +19,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from dlcourse.fsutil import atomic_write
+
 
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
@@ -26,9 +28,7 @@ def execute(path: Path) -> float:
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     for cell in nb.cells:
         cell.get("metadata", {}).pop("execution", None)
-    tmp = path.with_suffix(".ipynb.tmp")
-    nbformat.write(nb, tmp)
-    tmp.replace(path)  # atomic: an interrupted run never leaves half a notebook
+    atomic_write(path, nbformat.writes(nb) + "\n")  # an interrupted run never leaves half a notebook
     return time.time() - t0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import horovod.tensorflow.keras as hvd_keras
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dlcourse import data  # noqa: E402
+from dlcourse.fsutil import atomic_write  # noqa: E402
 
 import keras  # noqa: E402  (Keras 3, the TensorFlow backend)
 
@@ -105,9 +105,7 @@ def main():
     result["DistributedGradientTape: after"] = spread(net)
 
     out = Path(args.out)
-    tmp = out / f".rank{rank}.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out / f"rank{rank}.json")
+    atomic_write(out / f"rank{rank}.json", json.dumps(result, indent=1))
     if rank == 0:
         print(json.dumps(result))
 

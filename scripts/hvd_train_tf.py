@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import horovod.tensorflow as hvd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the course package, when not installed
 from dlcourse import data  # noqa: E402
+from dlcourse.fsutil import atomic_write  # noqa: E402
 
 
 def main():
@@ -104,9 +104,7 @@ def main():
               "images_per_s": global_batch * timed_steps / max(seconds, 1e-9),
               "params_sum": float(np.abs(flat).sum())}
     out = Path(args.out)
-    tmp = out / f".rank{rank}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out / f"rank{rank}.json")
+    atomic_write(out / f"rank{rank}.json", json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

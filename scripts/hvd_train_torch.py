@@ -31,6 +31,7 @@ import horovod.torch as hvd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the course package, when not installed
 from dlcourse import data  # noqa: E402
+from dlcourse.fsutil import atomic_write  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -71,10 +72,9 @@ def learning_rate(step, steps_per_epoch, args, size):
 
 
 def save_checkpoint(path: Path, net, opt, epoch):
-    # Write to a temporary name, then rename: a crash never leaves half a checkpoint.
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}, tmp)
-    os.replace(tmp, path)
+    # Atomic: a crash never leaves half a checkpoint.
+    atomic_write(path, lambda fh: torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                              "epoch": epoch}, fh))
 
 
 def main(argv=None):
@@ -162,9 +162,7 @@ def main(argv=None):
               "step_ms": 1e3 * train_seconds / max(timed_steps, 1),
               "wait_ms": 1e3 * wait_seconds / max(timed_steps, 1),
               "params_sum": float(np.abs(params).sum())}
-    tmp = out / f".rank{rank}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out / f"rank{rank}.json")
+    atomic_write(out / f"rank{rank}.json", json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

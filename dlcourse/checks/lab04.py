@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlcourse.checks import prepare_mnist_cnn
 from dlcourse.grading import register
 
 
@@ -77,8 +78,4 @@ def check_fine_tune(prepare_for_transfer, fine_tune):
     assert final >= 0.72, f"fine-tuned for 15 epochs on 600 Fashion-MNIST labels: {final:.1%} test accuracy (needs 72%)"
 
 
-def prepare() -> None:
-    """Run by the grader once, before any submission: the pretrained network must exist on disk."""
-    from dlcourse import models
-
-    models.mnist_cnn(progress=False)
+prepare = prepare_mnist_cnn  # the pretrained / scoring network must exist on disk

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import math
 
+from dlcourse.checks import prepare_mnist_cnn
 from dlcourse.grading import register
 
 Z_DIM = 64
 
 
-def prepare() -> None:
-    """Run by the grader once, before any submission: the scoring classifier must exist on disk."""
-    from dlcourse import models
-
-    models.mnist_cnn(progress=False)
+prepare = prepare_mnist_cnn  # the pretrained / scoring network must exist on disk
 
 
 def _generator(build_generator):
