@@ -21,17 +21,28 @@ def _pct(x, digits: int = 3) -> str:
 # --------------------------------------------------------------------------- one table per benchmark
 def course_tables(r: dict) -> list[tuple[str, list, list]]:
     if not r.get("available"):
-        return [("", ["notebook", "seconds"], [["reports/notebook-times.json is missing: run `make test` first", "-"]])]
-    rows = [[row["notebook"], fmt_num(row["seconds"]), row.get("budget_s") or "-", row["status"]] for row in r["rows"]]
-    n_nb = sum(1 for row in r["rows"] if row["notebook"].startswith("notebooks/"))
-    if not r.get("labs_timed"):
-        rows.append(["labs/*.ipynb", "-", "-", "not executed by `make test`: no grading times recorded"])
-    total = "-" if r.get("total_s") is None else fmt_num(r["total_s"])
-    rows.append([f"whole course ({r['timed']} of {n_nb} notebooks timed; targets met in "
-                 f"{r.get('targets_met', 0)})", total, r["aim_s"],
-                 "complete" if r.get("complete") else "partial report: run `make test` for every notebook"])
-    return [(f"From reports/notebook-times.json, written {r.get('finished')}",
-             ["notebook", "seconds", "budget (s)", "status"], rows)]
+        return [("", ["run", "status"], [[mode, f"missing: run `{cmd}` first"]
+                                         for mode, cmd in r.get("missing_modes", {}).items()])]
+    modes = [m for m in ("serial", "parallel") if m in r["modes"]]
+    rows = []
+    for row in r["rows"]:
+        secs = [fmt_num(row["seconds"][m]) if m in row["seconds"] else "-" for m in modes]
+        status = sorted({row["status"][m] for m in modes if m in row["status"]}) or ["not timed"]
+        rows.append([row["unit"], *secs, row.get("budget_s") or "-", ", ".join(status)])
+    summary = []
+    for m in modes:
+        x = r["modes"][m]
+        phases = ", ".join(f"{phase} {fmt_num(s)} s ({x['workers'].get(phase, 1)} at a time)"
+                           for phase, s in x["phases"].items())
+        summary.append([m, x["machine"], fmt_num(x["notebooks_s"]), fmt_num(x["labs_s"]), phases,
+                        fmt_num(x["wall_s"]), x["aim_s"], x.get("finished") or "-"])
+    for m, cmd in r.get("missing_modes", {}).items():
+        summary.append([m, f"not measured: run `{cmd}`", "-", "-", "-", "-", "-", "-"])
+    return [("Whole `make test` runs (wall time includes the unit tests and everything else)",
+             ["run", "machine", "notebooks (s)", "lab gradings (s)", "phases", "wall (s)", "aim (s)", "finished"],
+             summary),
+            ("Each notebook's and lab grading's own time (kernel start included); a parallel run shares the cores",
+             ["notebook or lab", *[f"{m} (s)" for m in modes], "budget (s)", "status"], rows)]
 
 
 def tta_run_rates(runs: list[dict], config: str) -> dict:
@@ -92,12 +103,18 @@ def install_tables(r: dict) -> list[tuple[str, list, list]]:
     cold = r.get("cold")
     if cold:
         when = f"measured {cold.get('measured', '?')}" + (", from an earlier run" if cold.get("carried_over") else "")
-        cold_text = f"{fmt_num(cold['seconds'])} s ({when})" if cold.get("ok") else f"failed ({when})"
+        if cold.get("ok"):
+            cold_lab = f"{fmt_num(cold.get('lab_ready_s'))} s ({when})"
+            cold_hvd = f"{fmt_num(cold.get('horovod_s'))} s more ({when})"
+        else:
+            cold_lab = cold_hvd = f"failed ({when})"
         cold_size = f"{fmt_num(cold.get('venv_mib'))} MiB" if cold.get("venv_mib") else "-"
     else:
-        cold_text, cold_size = "not measured (run with --cold-install)", "-"
+        cold_lab = cold_hvd = "not measured (run with --cold-install)"
+        cold_size = "-"
     rows = [["warm set-up (`scripts/setup_env.py`, .venv up to date)", fmt_spread(r.get("warm_s"), "s")],
-            ["cold set-up (new venv, Horovod wheel from the cache)", cold_text],
+            ["cold set-up until JupyterLab can start (empty pip and wheel caches)", cold_lab],
+            ["cold set-up: then building Horovod", cold_hvd],
             ["size of .venv", f"{fmt_num(r.get('venv_mib'))} MiB"],
             ["size of a cold-built venv", cold_size],
             ["cached Horovod wheel(s)", f"{fmt_num(r.get('wheel_cache_mib'))} MiB"]]
@@ -221,14 +238,17 @@ def findings(results: dict) -> list[str]:
     course = b.get("course")
     if course and "error" not in course:
         if not course.get("available"):
-            out.append("**Course time:** no `reports/notebook-times.json`: run `make test` before `make bench`.")
-        elif not course.get("complete"):
-            out.append(f"**Course time:** the report covers {course['timed']} notebook(s) only (a partial "
-                       "`pytest` run overwrites it); run `make test` before `make bench` for the whole course.")
+            out.append("**Course time:** no saved `make test` run: run `make test` (and `make test TEST_WORKERS=0` "
+                       "for the serial time) before `make bench`.")
         else:
-            out.append(f"**Course time:** {fmt_num(course['total_s'])} s for the notebooks, against the aim of "
-                       f"{course['aim_s']} s for notebooks and labs; targets met in {course['targets_met']} of "
-                       f"{course['timed']}.")
+            parts = []
+            for mode, x in course["modes"].items():
+                verdict = "within" if x["wall_s"] <= x["aim_s"] else "over"
+                parts.append(f"{mode}, {fmt_num(x['wall_s'])} s in all ({verdict} the aim of {x['aim_s']} s for "
+                             f"this kind of CPU; notebooks {fmt_num(x['notebooks_s'])} s, lab gradings "
+                             f"{fmt_num(x['labs_s'])} s of their own time"
+                             + (f"; over budget: {', '.join(x['over_budget'])}" if x["over_budget"] else "") + ")")
+            out.append("**Course time:** " + "; ".join(parts) + ".")
     return out
 
 
@@ -278,9 +298,11 @@ def markdown(results: dict) -> str:
               "`python -m benchmarks.conv_peak --json out.json --quick`. A busy machine slows everything: "
               "compare the load averages above.", ""]
     notes = {
-        "course": "Wall time of each notebook as `make test` measured it (kernel start included), against its "
-                  "fast-profile budget; \"ok\" means within budget and every asserted target met (a failed "
-                  "target shows as FAILED).",
+        "course": "Each notebook's and lab grading's own time as `make test` measured it (kernel start "
+                  "included), against its fast-profile budget, from the last whole `make test` (parallel: the "
+                  "default) and `make test TEST_WORKERS=0` (serial); \"ok\" means within budget and every "
+                  "asserted target met (a failed target shows as FAILED). The run's wall time covers everything "
+                  "`make test` does after set-up.",
         "tta": "The course's LeNet-5 trained exactly as `dlcourse.models.fit` does with `MNIST_RECIPE` (its loop "
                "repeated so that it can stop at an evaluation), beside this project's own re-implementations of "
                "the recipes of PyTorch's official MNIST example and of Keras's \"simple MNIST convnet\" (Keras 3, "
@@ -295,8 +317,10 @@ def markdown(results: dict) -> str:
                    "`dlcourse.dist.launch`; `dlcourse.dist.fit_alpha_beta` and `scaling_efficiency` give the "
                    "model, with `dlcourse.dist.INTERCONNECTS` for the extrapolation (as notebooks/13 does).",
         "install": "Warm: `scripts/setup_env.py` with `.venv` already matching `requirements.txt` (what every "
-                   "`make lab`/`make test` pays). Cold: a new venv in a temporary folder with the Horovod wheel "
-                   "from the cache (network needed for PyPI); measured only with `--cold-install`.",
+                   "`make lab`/`make test` pays). Cold: a new venv in a temporary folder with empty pip and "
+                   "Horovod-wheel caches (network needed for PyPI), split into the time until JupyterLab can start "
+                   "and the Horovod build after it (from the phase times set-up prints); measured only with "
+                   "`--cold-install`.",
     }
     for key in ("course", "tta", "conv", "scaling", "install"):
         lines += [f"## {TITLES[key]}", ""]

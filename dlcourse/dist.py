@@ -18,6 +18,8 @@ Gloo by importing its framework extensions in a child process, TensorFlow first
 
 from __future__ import annotations
 
+import fcntl
+import importlib.util
 import json
 import os
 import re
@@ -115,6 +117,38 @@ def read_results(out: str | Path, np_: int) -> list[dict]:
             if (out / f"rank{r}.json").exists()]
 
 
+def horovod_status() -> tuple[bool, str]:
+    """Is Horovod installed in this environment? ``(True, version line)`` or ``(False, what to do)``.
+
+    `make lab` builds Horovod in the background (scripts/setup_env.py), writing its progress to
+    ``horovod-build.log`` in the environment's folder, so a student can open notebook 13 before
+    the build is done; this says which case we are in. Introduced in notebooks/13; the doctor
+    uses it too.
+    """
+    if importlib.util.find_spec("horovod") is not None:
+        from importlib.metadata import version
+
+        return True, f"Horovod {version('horovod')} is installed"
+    env = Path(sys.prefix)
+    log, lock = env / "horovod-build.log", env / ".horovod-build.lock"
+    building = False
+    if lock.exists():
+        with open(lock, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            except BlockingIOError:
+                building = True
+    if building:
+        return False, (f"Horovod is still being built in the background (started by `make lab`; 5-10 minutes on "
+                       f"2 cores). Progress: {log}. Run `make horovod` to wait for it, then restart the kernel.")
+    if log.exists():
+        return False, (f"Horovod is not installed: its last build stopped before the end (see the end of {log}). "
+                       "Run `make horovod` in the course folder to build it again.")
+    return False, ("Horovod is not installed. Run `make horovod` in the course folder: it builds Horovod once "
+                   "(5-10 minutes on 2 cores) and caches it.")
+
+
 def launch(script: str | Path, args=(), np: int = 2, out: str | Path | None = None, timeout: float = 300,
            threads_per_rank: int = 1, env: dict | None = None, python: str | None = None) -> RunResult:
     """Run ``horovodrun -np {np} --gloo python {script} {args}`` on this machine and wait for it.
@@ -130,6 +164,10 @@ def launch(script: str | Path, args=(), np: int = 2, out: str | Path | None = No
     we then raise :class:`HorovodRunError` whose message names the rank, its exit code and
     the last lines it printed.
     """
+    if python is None:
+        ready, message = horovod_status()
+        if not ready:
+            raise HorovodRunError(message)
     python = python or sys.executable
     script = Path(script)
     args = [str(a) for a in args]

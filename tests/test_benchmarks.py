@@ -104,16 +104,25 @@ def test_aggregate_takes_ratios_seed_by_seed():
 
 
 # --------------------------------------------------------------------------- course time
-def test_course_time_marks_missing_notebooks_and_missing_report():
-    paths = ["notebooks/00_a.ipynb", "notebooks/01_b.ipynb", "labs/lab01_x.ipynb"]
-    assert course_time.summarize(None, paths)["available"] is False
-    rep = {"finished": "2026-01-01T00:00:00", "profile": "", "notebooks": [
-        {"notebook": "notebooks/00_a.ipynb", "seconds": 12.0, "budget_s": 60, "status": "ok"}]}
-    s = course_time.summarize(rep, paths)
-    assert s["timed"] == 1 and s["total_s"] == 12.0 and not s["complete"] and s["labs_timed"] == 0
-    assert [r["status"] for r in s["rows"]] == ["ok", "not in the report"]
-    rows = report.course_tables(s)[0][2]
-    assert rows[-2][0] == "labs/*.ipynb" and "partial" in rows[-1][3]
+def test_course_time_puts_serial_and_parallel_runs_side_by_side():
+    paths = ["notebooks/00_a.ipynb", "notebooks/01_b.ipynb"]
+    none = course_time.summarize({}, paths)
+    assert none["available"] is False and set(none["missing_modes"]) == {"serial", "parallel"}
+    assert "make test TEST_WORKERS=0" in report.course_tables(none)[0][2][0][1]
+    parallel = {"finished": "2026-01-01T00:00:00", "machine": "Test CPU (AVX2, FMA, no native BF16); 2 cores",
+                "wall_s": {"parallel": 600.0, "serial": 300.0}, "workers": {"parallel": 2, "serial": 1},
+                "notebooks": [{"notebook": "notebooks/00_a.ipynb", "seconds": 12.0, "budget_s": 60, "status": "ok"}],
+                "labs": [{"lab": "grading lab01 (solution + student version)", "seconds": 20.0, "status": "ok"}]}
+    s = course_time.summarize({"parallel": parallel}, paths)
+    x = s["modes"]["parallel"]
+    assert x["wall_s"] == 900.0 and x["aim_s"] == 1800 and x["missing"] == ["notebooks/01_b.ipynb"]
+    assert x["notebooks_s"] == 12.0 and x["labs_s"] == 20.0 and list(s["missing_modes"]) == ["serial"]
+    assert course_time.aim_for("CPU (AVX-512, FMA, native BF16)") == 900
+    summary, per_unit = report.course_tables(s)
+    assert summary[2][0][0] == "parallel" and "not measured" in summary[2][1][1]
+    assert [r[0] for r in per_unit[2]] == ["notebooks/00_a.ipynb", "notebooks/01_b.ipynb",
+                                           "grading lab01 (solution + student version)"]
+    assert per_unit[2][1][-1] == "not timed"
 
 
 # --------------------------------------------------------------------------- the whole report
@@ -130,7 +139,8 @@ def fake_results(quick=False):
                         "versions": {"torch": "2.x", "tensorflow": "2.y", "keras": "3.z", "horovod": "0.28.1",
                                      "numpy": "1.26"}},
             "benchmarks": {
-                "course": {"available": False, "rows": [], "total_s": None, "timed": 0, "aim_s": 900},
+                "course": {"available": False, "modes": {}, "rows": [],
+                           "missing_modes": {"serial": "make test TEST_WORKERS=0", "parallel": "make test"}},
                 "tta": {"target": 0.985, "cap_s": 150, "seeds": 1, "threads": 1, "evals_per_epoch": 4,
                         "runs": tta_runs, **agg, "measured": "2026-01-01 10:01", "wall_s": 300},
                 "conv": {"threads": 1, "reps": 7, "rows": [
@@ -156,7 +166,7 @@ def test_markdown_report_has_machine_findings_and_reproduction(tmp_path):
     assert "The cause is dearer steps" in slower and "compiled TensorFlow graph" in slower
     assert "**The course is faster than PyTorch MNIST example**" in md
     assert "not measured (run with --cold-install)" in md
-    assert "horovodrun failed" in md and "notebook-times.json is missing" in md
+    assert "horovodrun failed" in md and "no saved `make test` run" in md
     assert "figures come from a `--quick` run" not in md
     assert "figures come from a `--quick` run" in report.markdown(fake_results(quick=True))
     assert not re.search(r"/(home|root|tmp|work|Users)/", md)        # no machine paths

@@ -86,3 +86,24 @@ def test_data_fetch_offline_is_a_clear_error(tmp_path):
 def test_unknown_dataset_is_a_clear_error():
     out = run_cli("data", "fetch", "imagenet")
     assert out.returncode == 2 and "Unknown dataset 'imagenet'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_horovod_status_says_whether_it_is_building_failed_or_never_built(tmp_path, monkeypatch):
+    import fcntl
+    import importlib.util
+
+    from dlcourse import dist
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)   # Horovod not installed
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    ready, message = dist.horovod_status()
+    assert not ready and "make horovod" in message and "not installed" in message
+    (tmp_path / "horovod-build.log").write_text("[ 42%] Building CXX object ...\n")
+    with open(tmp_path / ".horovod-build.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)          # as the background build does
+        ready, message = dist.horovod_status()
+        assert not ready and "being built in the background" in message and "horovod-build.log" in message
+    ready, message = dist.horovod_status()        # the lock is free again, the log is there: it stopped
+    assert not ready and "stopped before the end" in message
+    with pytest.raises(dist.HorovodRunError, match="make horovod"):
+        dist.launch("any_script.py")
