@@ -46,6 +46,8 @@ SERIAL = {
     r"^tests/test_dist\.py": "runs horovodrun -np 2 with timeouts",
     r"^tests/test_horovod\.py": "runs horovodrun -np 2",
     r"^tests/test_grading\.py::.*lab07": "grading lab07 runs horovodrun -np 2",
+    r"^tests/test_redteam\.py": "hostile submissions (a spinner, process and memory bombs) graded two at a time "
+                                "under time and memory limits",
     r"^tests/test_browser\.py": "starts JupyterLab and Chromium, with time limits on page loads",
 }
 
@@ -77,6 +79,7 @@ def _run_order(item) -> tuple[int, int]:
     return (2, 0) if item.get_closest_marker("slow") else (3, 0)
 
 
+@pytest.hookimpl(optionalhook=True)   # the serial phase runs without pytest-xdist
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist's work units: a notebook is one (its cells share a kernel and run in order on
     one worker); every other test is its own. Units are handed out in _run_order."""

@@ -9,7 +9,10 @@
     python -m dlcourse labs export-nbgrader DIR
                                          the labs with nbgrader metadata, for nbgrader courses
     python -m dlcourse grade LAB SUBMISSIONS --out grades.csv [--jobs N] [--timeout S]
-                                         grade a folder of submitted notebooks (labs/README.md)
+                                         grade a folder of submitted notebooks, each in a
+                                         sandbox (INSTRUCTORS.md)
+    python -m dlcourse release OUT       write the student edition: the course without
+                                         solutions/, hidden tests or git history
 
 Each framework is checked in its own subprocess, so one broken install cannot crash
 the doctor, and each Keras backend gets the fresh interpreter it needs.
@@ -100,6 +103,12 @@ def framework_checks() -> list[Check]:
         results = dict(pool.map(_probe, PROBES))
     checks = []
     for name, res in results.items():
+        if isinstance(res, str) and name == "Horovod":
+            from dlcourse import dist
+
+            ready, message = dist.horovod_status()
+            checks.append(Check(name, False, f"not importable: {res}" if ready else message, "`make horovod`"))
+            continue
         if isinstance(res, str):
             checks.append(Check(name, False, f"not importable: {res}", FIX_INSTALL))
             continue
@@ -255,12 +264,22 @@ def grade_command(args) -> int:
     from dlcourse import grader
 
     rows = grader.grade(args.lab, args.submissions, args.out, cell_timeout=args.cell_timeout,
-                        total_timeout=args.timeout, jobs=args.jobs)
+                        total_timeout=args.timeout, jobs=args.jobs, unsafe_no_sandbox=args.unsafe_no_sandbox,
+                        memory_gb=args.memory)
     width = max([len(r.student) for r in rows] + [7])
     for row in rows:
         note = f"  ({len(row.errors)} problem{'s' * (len(row.errors) != 1)})" if row.errors else ""
         print(f"{row.student:<{width}}  {row.total:>3}/{row.max}{note}")
     print(f"wrote {args.out} and per-student feedback in {Path(args.out).stem}-feedback/")
+    return 0
+
+
+def release_command(args) -> int:
+    from dlcourse import grading
+
+    written = grading.release(args.out)
+    print(f"wrote the student edition ({len(written)} files) to {args.out}: no solutions/, no hidden tests "
+          "(checked file by file), no git history")
     return 0
 
 
@@ -282,6 +301,12 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per submission (default 900)")
     p.add_argument("--cell-timeout", type=float, default=300, help="seconds allowed per cell (default 300)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    p.add_argument("--memory", type=float, default=8.0,
+                   help="GB of memory one submission's processes may use together (default 8)")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run submissions without the bubblewrap sandbox: only for code you trust")
+    p = sub.add_parser("release", help="write the student edition of the course (no solutions, no hidden tests)")
+    p.add_argument("out", help="a new folder outside the course folder")
     args = parser.parse_args(argv)
     from dlcourse.grading import GradingError
 
@@ -292,6 +317,8 @@ def main(argv=None) -> int:
             return labs_command(args)
         if args.command == "grade":
             return grade_command(args)
+        if args.command == "release":
+            return release_command(args)
         return data_command(args)
     except (data.DataError, GradingError) as exc:
         print(f"error: {exc}", file=sys.stderr)

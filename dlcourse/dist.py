@@ -34,8 +34,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
-# Worker scripts that run a student's code and guard themselves when graded (labs/lab07).
-GUARDED_WORKERS = {str(SCRIPTS / "lab07_worker.py")}
 
 _RANK_LINE = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
 # horovodrun's own words when a worker exits with a non-zero status (Gloo launcher).

@@ -1,13 +1,15 @@
-"""Graded labs: the student's self-check, the lab builder and the batch grader (introduced in labs/lab01).
+"""Graded labs: the checks students run, the lab builder, and the checks' side of the grader (introduced in labs/lab01).
 
 Students call :func:`check` in a lab's check cells::
 
     check("lab01.gd_linear", gradient_descent=gradient_descent)
 
 It runs the checks registered for that exercise (plain functions in
-``dlcourse/checks/labNN.py``), prints one ``[PASS]`` / ``[FAIL]`` line with a hint,
-publishes a machine-readable record (``application/vnd.dlcourse.check+json``: id, ok,
-points, max) and raises :class:`CheckFailed` (an ``AssertionError``) on failure.
+``dlcourse/checks/labNN.py``) and prints one ``[PASS]`` / ``[FAIL]`` line; it raises
+:class:`CheckFailed` (an ``AssertionError``) on failure, so *Run All* stops there unless the
+cell is tagged ``raises-exception``. A first failure shows a hint that points the way, a later
+one a second hint that says more. Before checking, it warns when an answer uses a name that
+only a cell other than the exercise cells defines: the grader runs exercise cells only.
 
 Instructors write each lab once, in ``solutions/``, with nbgrader's markers:
 
@@ -18,24 +20,28 @@ Instructors write each lab once, in ``solutions/``, with nbgrader's markers:
   ``with hidden_test("<id>", points=N):`` block.
 
 ``python -m dlcourse labs build`` writes the student versions into ``labs/`` and
-``python -m dlcourse grade`` grades a folder of submissions (see :mod:`dlcourse.grader`).
+``python -m dlcourse grade`` grades a folder of submissions (see :mod:`dlcourse.grader`). The
+grader runs the very same check functions, in its own process; there a student's function is a
+:class:`Foreign` object that runs in the submission's sandbox and returns plain data. Checks
+therefore test returned values, use :func:`is_a` instead of ``isinstance`` on what a student's
+code returns, and run course code on the student's objects with :func:`student_side`.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
-import hashlib
-import hmac
+import dis
+import functools
 import importlib
 import inspect
-import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-RECORD_MIME = "application/vnd.dlcourse.check+json"
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 COURSE_DIR = Path(__file__).resolve().parent.parent
@@ -56,18 +62,21 @@ class CheckFailed(AssertionError):
 class CheckSpec:
     id: str
     points: int
-    hint: str
+    hint: str          # the first hint: where to look
+    more: str          # the second hint, shown from the second failure on: how to do it
     func: Callable
 
 
 _REGISTRY: dict[str, CheckSpec] = {}
 
 
-def register(check_id: str, *, points: int, hint: str):
+def register(check_id: str, *, points: int, hint: str, more: str = ""):
     """Decorator: make ``func(**answers)`` the check for ``check_id`` worth ``points``.
 
     A check passes when it returns; it fails by raising ``AssertionError`` with a message
     that says what is wrong in the student's terms (shapes, values, what was expected).
+    ``hint`` points the way without giving the answer; ``more`` says more, for a student who
+    failed the check twice.
     """
     if not re.fullmatch(r"lab\d\d\.[a-z0-9_]+", check_id):
         raise GradingError(f"check id {check_id!r} must look like 'lab01.some_name'")
@@ -75,7 +84,7 @@ def register(check_id: str, *, points: int, hint: str):
         raise GradingError(f"check {check_id!r}: points must be positive, got {points}")
 
     def decorate(func):
-        _REGISTRY[check_id] = CheckSpec(check_id, points, hint, func)
+        _REGISTRY[check_id] = CheckSpec(check_id, points, hint, more, func)
         return func
 
     return decorate
@@ -104,6 +113,49 @@ def get_spec(check_id: str) -> CheckSpec:
     return checks[check_id]
 
 
+# --------------------------------------------------------------------------- answers that live elsewhere
+class Foreign:
+    """An object that lives in a graded submission's sandbox, seen from the grader's judge.
+
+    The judge (:mod:`dlcourse.grader`) passes these to the checks in place of the student's
+    functions and of whatever non-plain objects they return (a network, say). Calling one, or
+    reading an attribute, runs in the sandbox and returns plain data or another ``Foreign``.
+    """
+
+    __slots__ = ("_types",)
+
+    def __init__(self, types=()):
+        self._types = tuple(types)   # the qualified names of its class and base classes
+
+
+_session = None   # the judge's connection to the sandbox, while the grader runs checks (dlcourse.grader)
+
+
+def _qualified(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_a(obj, cls) -> bool:
+    """``isinstance(obj, cls)``, also for an object that lives in a graded sandbox (:class:`Foreign`)."""
+    if isinstance(obj, Foreign):
+        classes = cls if isinstance(cls, tuple) else (cls,)
+        return any(_qualified(c) in obj._types for c in classes)
+    return isinstance(obj, cls)
+
+
+def student_side(func: Callable) -> Callable:
+    """``func`` (a course function, e.g. ``torch.optim.Adam``) run where the student's code runs.
+
+    In a notebook that is this process, so it returns ``func`` itself. Under the grader it runs
+    in the submission's sandbox, on the student's objects, and returns plain data or a
+    :class:`Foreign`: use it when a check must build something the student's code will change
+    (an optimizer over the student's network) or run a job on the student's code.
+    """
+    if _session is None:
+        return func
+    return functools.partial(_session.call_course, func)
+
+
 # --------------------------------------------------------------------------- running one check
 @dataclass
 class CheckResult:
@@ -112,18 +164,23 @@ class CheckResult:
     points: int
     max: int
     message: str = ""
+    not_done: bool = False   # the answer still raises NotImplementedError
 
-    def line(self, hint: str = "") -> str:
+    def line(self, hint: str = "", more: str = "") -> str:
         tag = "PASS" if self.ok else "FAIL"
         text = f"[{tag}] {self.id} ({self.points}/{self.max})"
         if not self.ok:
             text += f": {self.message}"
             if hint:
                 text += f"\n       hint: {hint}"
+            if more:
+                text += f"\n       hint 2: {more}"
         return text
 
 
 def _explain(exc: BaseException) -> str:
+    if getattr(exc, "explained", False):   # the grader's own message (its sandbox stopped, say)
+        return str(exc)
     if isinstance(exc, NotImplementedError):
         return f"not done yet ({exc})" if str(exc) else "not done yet"
     if isinstance(exc, AssertionError):
@@ -145,43 +202,35 @@ def run_check(check_id: str, **answers) -> CheckResult:
     try:
         spec.func(**answers)
     except Exception as exc:  # the student's code may raise anything; report it, do not crash
-        return CheckResult(check_id, False, 0, spec.points, _explain(exc))
+        return CheckResult(check_id, False, 0, spec.points, _explain(exc), isinstance(exc, NotImplementedError))
     return CheckResult(check_id, True, spec.points, spec.points)
 
 
-class _Reporter:
-    """Prints a result line and publishes its record; signs records when it holds a key.
+class Reporter:
+    """Runs checks and prints their result lines: in a notebook (raising on failure), or in the
+    grader's judge, which keeps every result (``results``) and shows both hints."""
 
-    The batch grader creates one with a secret key before any student code runs, and
-    accepts only records carrying that key's signature.
-    """
+    def __init__(self, raise_on_fail: bool = True, all_hints: bool = False):
+        self._raise = raise_on_fail       # the grader records failures and goes on to the hidden tests
+        self._all_hints = all_hints
+        self._failures: Counter[str] = Counter()
+        self.results: list[CheckResult] = []
 
-    def __init__(self, key: bytes | None = None, raise_on_fail: bool = True):
-        self._key = key
-        self._raise = raise_on_fail  # the grader records failures and goes on to the hidden tests
-
-    def sign(self, record: dict) -> str:
-        payload = json.dumps(record, sort_keys=True).encode()
-        return hmac.new(self._key, payload, hashlib.sha256).hexdigest() if self._key else ""
-
-    def publish(self, result: CheckResult, hint: str = "") -> None:
-        record = {"id": result.id, "ok": result.ok, "points": result.points, "max": result.max}
-        if self._key:
-            record = {**record, "sig": self.sign(record)}
-        text = result.line(hint)
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            get_ipython = None
-        if get_ipython is not None and get_ipython() is not None:
-            display({RECORD_MIME: record, "text/plain": text}, raw=True)
-        else:
-            print(text)
+    def publish(self, result: CheckResult, spec: CheckSpec | None = None) -> None:
+        self.results.append(result)
+        hint = more = ""
+        if spec is not None and not result.ok and not result.not_done:   # no hints before an attempt
+            self._failures[result.id] += 1
+            hint = spec.hint
+            more = spec.more if (self._all_hints or self._failures[result.id] > 1) else ""
+        print(result.line(hint, more))
 
     def check(self, check_id: str, **answers) -> None:
+        if _session is None:
+            for line in outside_names_warnings(check_id, answers):
+                print(line)
         result = run_check(check_id, **answers)
-        self.publish(result, hint=get_spec(check_id).hint)
+        self.publish(result, get_spec(check_id))
         if not result.ok and self._raise:
             raise CheckFailed(f"{check_id}: {result.message}")
 
@@ -192,7 +241,7 @@ class _Reporter:
         try:
             yield
         except Exception as exc:
-            result = CheckResult(check_id, False, 0, points, _explain(exc))
+            result = CheckResult(check_id, False, 0, points, _explain(exc), isinstance(exc, NotImplementedError))
             self.publish(result)
             if self._raise:
                 raise CheckFailed(f"{check_id}: {result.message}") from None
@@ -200,16 +249,96 @@ class _Reporter:
             self.publish(CheckResult(check_id, True, points, points))
 
 
-_default = _Reporter()
+_default = Reporter()   # the grader's judge puts its own here
 
 
 def check(check_id: str, **answers) -> None:
-    """Check an exercise: prints [PASS]/[FAIL] with a hint and raises CheckFailed on failure."""
+    """Check an exercise: prints [PASS]/[FAIL] (with a hint after a real attempt) and raises CheckFailed on failure."""
     _default.check(check_id, **answers)
 
 
 def hidden_test(exercise_id: str, *, points: int):
     return _default.hidden_test(exercise_id, points=points)
+
+
+# --------------------------------------------------------------------------- only exercise cells are graded
+def defined_names(source: str) -> set[str]:
+    """Names a cell's top level defines: functions, classes, assignments and imports."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "*")
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.With)):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [item.optional_vars for item in node.items if item.optional_vars] if isinstance(node, ast.With) else \
+                [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+@functools.lru_cache(maxsize=None)
+def _lab_names(lab: str) -> tuple[frozenset, frozenset]:
+    """(names the lab's other cells define, names its exercise cells define), from the lab as published."""
+    import nbformat
+
+    found = sorted(LABS_DIR.glob(f"{lab}_*.ipynb")) or sorted(SOLUTIONS_DIR.glob(f"{lab}_*.ipynb"))
+    if not found:
+        return frozenset(), frozenset()
+    course, exercises = set(), set()
+    for cell in nbformat.read(found[0], as_version=4).cells:
+        if cell.cell_type == "code" and not cell_tag(cell, "check"):
+            (exercises if cell_tag(cell, "exercise") else course).update(defined_names(cell.source))
+    return frozenset(course), frozenset(exercises)
+
+
+def _globals_used(func) -> set[str]:
+    """Global names the code of ``func`` (and of functions nested in it) loads."""
+    code = getattr(func, "__code__", None)
+    names, todo = set(), [code] if code is not None else []
+    while todo:
+        code = todo.pop()
+        names.update(i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME"))
+        todo.extend(c for c in code.co_consts if inspect.iscode(c))
+    return names
+
+
+def outside_names_warnings(check_id: str, answers: dict) -> list[str]:
+    """Warnings for the names an answer uses that only a non-exercise cell of the notebook defines.
+
+    The grader takes just the exercise cells from a submission (and the course's own version of
+    every other cell), so such a name is undefined there. Works in a Jupyter kernel, from the
+    sources of the cells run so far; elsewhere it finds nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return []
+    shell = get_ipython()
+    if shell is None:
+        return []
+    course, exercises = _lab_names(lab_of(check_id))
+    history = [src for src in shell.user_ns.get("_ih", []) if isinstance(src, str)]
+    warnings = []
+    for answer, func in answers.items():
+        for name in sorted(_globals_used(func)):
+            if name in course or name in exercises or hasattr(builtins, name) or name not in shell.user_ns:
+                continue
+            cell = next((src for src in reversed(history) if name in defined_names(src)), None)
+            if cell is not None and not (defined_names(cell) & exercises):
+                warnings.append(
+                    f"[WARN] {check_id}: {answer} uses {name}, which is defined in a cell that is not an exercise "
+                    f"cell. The grader runs only the exercise cells of your notebook, so {name} will not exist there: "
+                    "move it into the exercise cell that needs it.")
+    return warnings
 
 
 # --------------------------------------------------------------------------- notebooks
@@ -366,3 +495,80 @@ def expected_checks(solution_nb) -> dict[str, dict[str, int]]:
         if not found:
             raise GradingError(f"cell {index} (check:{exercise}) calls neither check() nor hidden_test()")
     return result
+
+
+# --------------------------------------------------------------------------- the student edition
+def _normalized(text: str) -> str:
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _secret_texts() -> tuple[list[str], list[str]]:
+    """(the answer blocks, the distinctive lines of the hidden tests) of every solution notebook."""
+    import nbformat
+
+    blocks, lines = [], []
+    for solution, _ in lab_pairs():
+        for cell in nbformat.read(solution, as_version=4).cells:
+            for begin, end, sink in ((SOLUTION_BEGIN, SOLUTION_END, "block"), (HIDDEN_BEGIN, HIDDEN_END, "lines")):
+                for part in cell.source.split(begin)[1:]:
+                    body = part.split(end)[0]
+                    if sink == "block" and len(_normalized(body).splitlines()) >= 3:   # one-liners are formulas
+                        blocks.append(_normalized(body))                               # the course teaches
+                    elif sink == "lines":
+                        lines += [ln.strip() for ln in body.splitlines() if len(ln.strip()) >= 25
+                                  and not ln.strip().startswith(("with hidden_test", "from ", "import "))]
+    return blocks, lines
+
+
+def release(out: str | Path) -> list[Path]:
+    """Write the student edition of the course into ``out``: every file of the course repository
+    except ``solutions/`` (answers and hidden tests) and the git history; return the files written.
+
+    The files are those git tracks or would track (``git ls-files --cached --others
+    --exclude-standard``), as they are in the working tree. Before anything is written the copy is
+    checked: no notebook in it may hold a solution or hidden-test block, and no file may contain
+    an answer block or a line of a hidden test of any solution notebook.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    out = Path(out).resolve()
+    if out == COURSE_DIR or out.is_relative_to(COURSE_DIR):
+        raise GradingError(f"write the student edition outside the course folder, not to {out}")
+    if out.exists() and any(out.iterdir()):
+        raise GradingError(f"{out} is not empty: give a new folder for the student edition")
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                cwd=COURSE_DIR, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise GradingError("the student edition is made from the course's git repository (it copies the files "
+                           f"git tracks), and git could not list them here: {exc}") from None
+    names = sorted({n for n in listed.decode().split("\0") if n})
+    keep = [n for n in names if not n.startswith(("solutions/", ".git/")) and (COURSE_DIR / n).is_file()]
+    blocks, lines = _secret_texts()
+    staging = Path(tempfile.mkdtemp(prefix=".student-edition-", dir=out.parent if out.parent.exists() else None))
+    try:
+        for name in keep:
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(COURSE_DIR / name, target)
+            try:
+                text = target.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            flat = _normalized(text.replace("\\n", "\n"))    # notebooks keep code as JSON strings
+            if name.endswith(".ipynb") and (SOLUTION_BEGIN in text or HIDDEN_BEGIN in text):
+                raise GradingError(f"{name} holds a solution or hidden-test block: rebuild labs/ "
+                                   "(`python -m dlcourse labs build`)")
+            leaked = next((b for b in blocks if b in flat), None) or next((ln for ln in lines if ln in text), None)
+            if leaked:
+                raise GradingError(f"{name} contains a solution or a hidden test ({leaked.splitlines()[0][:60]!r}); "
+                                   "the student edition was not written")
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [out / name for name in keep]

@@ -8,15 +8,14 @@ checkpoint_path)`` and ``lr_at``
 (the lab's exercise). This script does what is not the exercise: it starts each rank
 with the same seed and data, calls the function, and writes OUT/rank<N>.json with the
 weights' checksum, the indices the rank trained on, and its test accuracy, for the
-lab's check to compare across ranks. When the lab is being graded it first installs
-the grader's guard (dlcourse.grader.install_guard), exactly as in the grading kernel.
+lab's check to compare across ranks. When the lab is graded, horovodrun and this script
+run inside the submission's sandbox (dlcourse.grader), like the rest of the student's code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,10 +32,6 @@ def main(argv=None):
     p.add_argument("--base-lr", type=float, default=0.02)
     args = p.parse_args(argv)
 
-    from dlcourse import grader
-
-    if os.environ.get(grader.GUARD_ENV):
-        grader.install_guard(**json.loads(os.environ[grader.GUARD_ENV]))
     import numpy as np
     import torch
 

@@ -393,7 +393,9 @@ def install_pins(py: Path, venv: Path, gpu: bool) -> None:
 
 
 def install_course(py: Path) -> None:
-    run([py, "-m", "pip", "install", "--quiet", "--progress-bar", "off", "--no-deps", "-e", ROOT])
+    # The venv's own setuptools builds it: an isolated build environment would be fetched each time.
+    run([py, "-m", "pip", "install", "--quiet", "--progress-bar", "off", "--no-deps", "--no-build-isolation",
+         "-e", ROOT])
 
 
 def main() -> None:

@@ -34,7 +34,9 @@ def _numerical_grad(f, w, eps=1e-6):
 
 
 @register("lab01.linear_loss_grad", points=2,
-          hint="r = X @ w + b - y; loss = mean(r**2); grad_w = 2 * X.T @ r / N; grad_b = 2 * mean(r).")
+          hint="Compute the residuals r = X @ w + b - y first; the loss and both gradients are short expressions of r "
+               "(the formulas are above the exercise). Return a tuple of three.",
+          more="loss = mean(r**2); grad_w = 2 * X.T @ r / N has the shape of w, (D,); grad_b = 2 * mean(r) is a number.")
 def check_linear_loss_grad(linear_loss_and_grad):
     X, y = _problem()
     w, b = np.array([0.5, -1.0, 2.0]), 0.3
@@ -49,7 +51,9 @@ def check_linear_loss_grad(linear_loss_and_grad):
 
 
 @register("lab01.gd_linear", points=2,
-          hint="Start from w = 0, b = 0 and repeat num_epochs times: w -= lr * grad_w; b -= lr * grad_b.")
+          hint="Start from zero weights and take num_epochs steps against the gradient that linear_loss_and_grad gives.",
+          more="w, b = np.zeros(X.shape[1]), 0.0; then num_epochs times: w = w - lr * grad_w and b = b - lr * grad_b. "
+               "Return (w, b).")
 def check_gd_linear(gradient_descent):
     X, y = _problem()
     out = gradient_descent(X, y, lr=0.1, num_epochs=500)
@@ -62,7 +66,10 @@ def check_gd_linear(gradient_descent):
 
 
 @register("lab01.sigmoid", points=1,
-          hint="For z >= 0 use 1 / (1 + exp(-z)); for z < 0 use exp(z) / (1 + exp(z)); np.where picks per element.")
+          hint="exp of a large positive number overflows; exp of a negative one never does. Note that np.where computes "
+               "both of its branches for every element, so neither branch may overflow anywhere.",
+          more="Let e = np.exp(-np.abs(z)), which is at most 1. Then sigmoid(z) = 1 / (1 + e) for z >= 0 and "
+               "e / (1 + e) for z < 0: pick per element with np.where.")
 def check_sigmoid(sigmoid):
     z = np.array([-1000.0, -5.0, 0.0, 5.0, 1000.0])
     with warnings.catch_warnings():
@@ -77,7 +84,10 @@ def check_sigmoid(sigmoid):
 
 
 @register("lab01.logistic_loss_grad", points=2,
-          hint="p = sigmoid(X @ w + b); loss = -mean(y log p + (1 - y) log(1 - p)); grad_w = X.T @ (p - y) / N.")
+          hint="Use your sigmoid for the probabilities p; the gradient has the same form as the linear one, with the "
+               "residual p - y. Return (loss, grad_w, grad_b) like linear_loss_and_grad.",
+          more="p = sigmoid(X @ w + b); loss = -mean(y * log(p) + (1 - y) * log(1 - p)); grad_w = X.T @ (p - y) / N; "
+               "grad_b = mean(p - y).")
 def check_logistic_loss_grad(logistic_loss_and_grad):
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(50, 2)), (rng.random(50) < 0.5).astype(float)
@@ -95,7 +105,9 @@ def check_logistic_loss_grad(logistic_loss_and_grad):
 
 
 @register("lab01.train_logistic", points=2,
-          hint="Same loop as gradient_descent, with logistic_loss_and_grad; predict class 1 when X @ w + b > 0.")
+          hint="It is gradient_descent again, with the cross-entropy's gradient instead of the squared error's.",
+          more="Copy your gradient_descent loop and call logistic_loss_and_grad in it; return (w, b). The check "
+               "predicts class 1 where X @ w + b > 0.")
 def check_train_logistic(train_logistic):
     from dlcourse import data
 

@@ -18,7 +18,9 @@ def _relative_error(a, b):
 
 
 @register("lab02.dense", points=2,
-          hint="Z = X @ W + b. Backward: dX = dZ @ W.T, dW = X.T @ dZ, db = dZ.sum(axis=0).")
+          hint="Each gradient has the shape of what it differentiates (dX like X, dW like W, db like b): write the "
+               "matrix products whose shapes fit.",
+          more="Forward: Z = X @ W + b. Backward: dX = dZ @ W.T, dW = X.T @ dZ, db = dZ.sum(axis=0).")
 def check_dense(dense_forward, dense_backward):
     rng = np.random.default_rng(0)
     X, W, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
@@ -35,7 +37,10 @@ def check_dense(dense_forward, dense_backward):
 
 
 @register("lab02.numerical_gradient", points=2,
-          hint="For each entry i: (f(x + eps e_i) - f(x - eps e_i)) / (2 eps); restore x[i] afterwards.")
+          hint="Nudge one entry of x at a time, up and down by eps (np.ndindex(x.shape) visits every index of any "
+               "shape), and put it back before the next one.",
+          more="For each index i: save x[i]; x[i] = saved + eps; up = f(x); x[i] = saved - eps; down = f(x); "
+               "x[i] = saved; grad[i] = (up - down) / (2 * eps). grad starts as np.zeros_like(x, dtype=float).")
 def check_numerical_gradient(numerical_gradient):
     x = np.array([[0.5, -1.0], [2.0, 0.25]])
     before = x.copy()
@@ -46,8 +51,10 @@ def check_numerical_gradient(numerical_gradient):
 
 
 @register("lab02.backprop", points=2,
-          hint="Forward: H = sigmoid(X W1 + b1), p = sigmoid(H W2 + b2). Backward from dZ2 = (p - y) / N, "
-               "through dense_backward, then dZ1 = dH * H * (1 - H).")
+          hint="Run the forward pass keeping H and p, then go backward layer by layer with dense_backward, starting "
+               "from the gradient at the output's pre-activation, (p - y) / N.",
+          more="H = sigmoid(X @ W1 + b1), p = sigmoid(H @ W2 + b2); dH, dW2, db2 = dense_backward((p - y) / N, H, W2); "
+               "dZ1 = dH * H * (1 - H); _, dW1, db1 = dense_backward(dZ1, X, W1). Return (loss, {\"W1\": dW1, ...}).")
 def check_backprop(loss_and_grads):
     rng = np.random.default_rng(1)
     params = {"W1": rng.normal(size=(2, 2)), "b1": rng.normal(size=2),
@@ -73,7 +80,10 @@ def check_backprop(loss_and_grads):
 
 
 @register("lab02.train_xor", points=2,
-          hint="Initialise with rng.normal(scale=1.0), then full-batch gradient descent with lr around 1-5 for a few thousand epochs.")
+          hint="Draw the initial weights from np.random.default_rng(seed) with the shapes in the docstring, then take "
+               "num_epochs full-batch gradient steps with loss_and_grads.",
+          more="W1 = rng.normal(size=(2, 2)), W2 = rng.normal(size=(2, 1)), zero biases; params[k] -= lr * grads[k] "
+               "for a few thousand epochs at lr around 2. Return (params, p) with p the network's output, shape (4, 1).")
 def check_train_xor(train_xor):
     out = train_xor(seed=0)
     assert isinstance(out, tuple) and len(out) == 2, "return (params, predictions)"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcourse.grading import register
+from dlcourse.grading import register, student_side
 
 
 @register("lab07.ring_allreduce", points=2,
-          hint="Split every buffer into p chunks. Reduce-scatter: in step s, worker r sends chunk (r - s) % p to r + 1, "
-               "which adds it. Allgather: worker r sends chunk (r + 1 - s) % p, which the next one copies.")
+          hint="Keep each worker's buffer as a list of p chunks (np.array_split). Each step, build every message "
+               "first, then deliver them all: p - 1 steps that add, then p - 1 steps that copy.",
+          more="Reduce-scatter step s: worker r sends chunk (r - s) % p to (r + 1) % p, which adds it to its own. "
+               "Allgather step s: worker r sends chunk (r + 1 - s) % p, which the next worker copies.")
 def check_ring_allreduce(ring_allreduce):
     for p, n in ((2, 6), (3, 9), (5, 20)):
         rng = np.random.default_rng(p)
@@ -34,7 +36,10 @@ def check_ring_allreduce(ring_allreduce):
 
 
 @register("lab07.allreduce_time", points=1,
-          hint="T = 2 (p - 1) alpha + 2 (p - 1) / p * n_bytes * beta; zero for p = 1.")
+          hint="Count the steps (each pays alpha) and the bytes each worker sends (each costs beta); the formula is "
+               "above the exercise.",
+          more="2 (p - 1) steps each pay alpha; each worker sends 2 (p - 1) / p of the n_bytes, each byte costing "
+               "beta. One worker (p = 1) sends nothing: 0 s.")
 def check_allreduce_time(allreduce_time):
     from dlcourse.dist import ring_allreduce_time
 
@@ -45,7 +50,10 @@ def check_allreduce_time(allreduce_time):
 
 
 @register("lab07.lr_schedule", points=2,
-          hint="target = base_lr * size; during warmup go linearly from base_lr (step 0) to target (step warmup_steps).")
+          hint="Two cases: after the warmup (or with none) the rate is base_lr scaled by the number of workers; during "
+               "it, a straight line from base_lr to that value.",
+          more="target = base_lr * size; if warmup_steps <= 0 or step >= warmup_steps: return target; "
+               "else return base_lr + (target - base_lr) * step / warmup_steps.")
 def check_lr_schedule(lr_at):
     cases = [((0, 0.1, 8, 100), 0.1), ((50, 0.1, 8, 100), 0.45), ((100, 0.1, 8, 100), 0.8), ((5000, 0.1, 8, 100), 0.8),
              ((0, 0.1, 1, 100), 0.1), ((10, 0.05, 4, 0), 0.2)]
@@ -54,16 +62,15 @@ def check_lr_schedule(lr_at):
         assert np.isclose(got, expected), f"lr_at(step={step}, base_lr={base}, size={size}, warmup_steps={warmup}) = {got:.4g}, expected {expected:.4g}"
 
 
-@register("lab07.horovod", points=3,
-          hint="hvd.DistributedOptimizer(opt, named_parameters=net.named_parameters()); broadcast_parameters and "
-               "broadcast_optimizer_state from rank 0; the same permutation on every rank, sliced [hvd.rank()::hvd.size()]; "
-               "only rank 0 saves.")
-def check_horovod(train_data_parallel, lr_at):
+def run_horovod_job(train_data_parallel, lr_at) -> list[dict]:
+    """Run the student's function under ``horovodrun -np 2`` (scripts/lab07_worker.py); the ranks' results.
+
+    Runs where the student's code runs (``student_side``): in the grader, inside the sandbox."""
     import inspect
     import tempfile
     from pathlib import Path
 
-    from dlcourse import dist, grader
+    from dlcourse import dist
 
     header = ("import numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
               "from dlcourse import models\n\n")
@@ -71,11 +78,22 @@ def check_horovod(train_data_parallel, lr_at):
     source = out / "student.py"
     source.write_text(header + inspect.getsource(lr_at) + "\n\n" + inspect.getsource(train_data_parallel))
     try:
-        run = dist.launch(dist.SCRIPTS / "lab07_worker.py", [source], np=2, out=out, timeout=300,
-                          env=grader.guard_env())
+        return dist.launch(dist.SCRIPTS / "lab07_worker.py", [source], np=2, out=out, timeout=300).results
     except dist.HorovodRunError as exc:
         raise AssertionError(f"the Horovod job failed: {exc}") from None
-    ranks = sorted(run.results, key=lambda r: r["rank"])
+
+
+@register("lab07.horovod", points=3,
+          hint="Notebook 13's script: an optimizer that averages gradients, equal starting weights on every rank, "
+               "a different shard of the data per rank, and a single writer.",
+          more="hvd.DistributedOptimizer(opt, named_parameters=net.named_parameters()); hvd.broadcast_parameters and "
+               "hvd.broadcast_optimizer_state from rank 0; the same permutation on every rank (a torch.Generator with "
+               "a fixed seed), sliced [hvd.rank()::hvd.size()]; torch.save only when hvd.rank() == 0.")
+def check_horovod(train_data_parallel, lr_at):
+    results = student_side(run_horovod_job)(train_data_parallel, lr_at)
+    assert isinstance(results, list) and all(isinstance(r, dict) and "rank" in r for r in results), \
+        "the Horovod workers did not report their results"
+    ranks = sorted(results, key=lambda r: r["rank"])
     assert len(ranks) == 2, f"expected results from 2 ranks, got {len(ranks)}"
     r0, r1 = ranks
     assert np.isclose(r0["weights_sum"], r1["weights_sum"], rtol=1e-6, atol=1e-6) and \
