@@ -584,8 +584,12 @@ def _course_binds() -> list[str]:
 
 
 _SYSTEM = ["/usr", "/etc/alternatives", "/etc/ssl/certs"]
-_SYSTEM_FILES = ["/etc/hosts", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/passwd", "/etc/group",
+_SYSTEM_FILES = ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/passwd", "/etc/group",
                  "/etc/nsswitch.conf", "/etc/localtime", "/etc/host.conf", "/etc/resolv.conf", "/etc/mime.types"]
+HOSTNAME = "sandbox"
+# The sandbox's own /etc/hosts: its host name must resolve (Horovod's Gloo rendezvous looks it up and
+# crashes with SIGSEGV when it cannot), and only to the loopback of its empty network namespace.
+_HOSTS = f"127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 def sandbox_command(work: Path, argv: list[str], uid: int | None) -> tuple[list[str], list[int]]:
@@ -595,7 +599,7 @@ def sandbox_command(work: Path, argv: list[str], uid: int | None) -> tuple[list[
         raise SandboxError("bubblewrap (bwrap) is not installed")
     root = os.geteuid() == 0
     args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+            "--die-with-parent", "--new-session", "--hostname", HOSTNAME]
     if root:   # no user namespace: the sandbox switches to its own user id itself (see _student_main)
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
@@ -624,6 +628,11 @@ def sandbox_command(work: Path, argv: list[str], uid: int | None) -> tuple[list[
     for path in _SYSTEM_FILES:
         if os.path.isfile(path):
             bind(path)
+    hosts_r, hosts_w = os.pipe()       # bwrap reads the file's bytes from this pipe
+    os.write(hosts_w, _HOSTS.encode())
+    os.close(hosts_w)
+    fds.append(hosts_r)
+    args += ["--perms", "0444", "--ro-bind-data", str(hosts_r), "/etc/hosts"]
     args += ["--dev", "/dev", "--proc", "/proc"]
     bind(str(work), "/sandbox", writable=True)
     bind(str(work), "/tmp", writable=True)

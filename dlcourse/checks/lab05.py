@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from dlcourse.checks import prepare_mnist_cnn
-from dlcourse.grading import register
+from dlcourse.grading import is_a, register, student_side
 
 Z_DIM = 64
 
@@ -18,12 +18,14 @@ def _generator(build_generator):
 
     torch.manual_seed(0)
     G = build_generator(Z_DIM)
-    assert isinstance(G, torch.nn.Module), f"build_generator returned {type(G).__name__}, not a torch.nn.Module"
+    assert is_a(G, torch.nn.Module), "build_generator must return a torch.nn.Module"
     return G
 
 
 @register("lab05.generator", points=2,
-          hint="Linear(z_dim, 64*7*7) -> BatchNorm1d -> ReLU -> Unflatten(1, (64, 7, 7)) -> ConvTranspose2d(64, 32, 4, 2, 1) "
+          hint="Notebook 10's generator: a Linear layer makes a small 7x7 map from the noise, two transposed "
+               "convolutions with stride 2 double it to 14x14 and 28x28, and a Sigmoid keeps pixels in [0, 1].",
+          more="Linear(z_dim, 64*7*7) -> BatchNorm1d -> ReLU -> Unflatten(1, (64, 7, 7)) -> ConvTranspose2d(64, 32, 4, 2, 1) "
                "-> BatchNorm2d -> ReLU -> ConvTranspose2d(32, 1, 4, 2, 1) -> Sigmoid.")
 def check_generator(build_generator):
     import torch
@@ -37,20 +39,24 @@ def check_generator(build_generator):
 
 
 @register("lab05.discriminator", points=1,
-          hint="Conv2d(1, 32, 4, 2, 1) -> LeakyReLU(0.2) -> Conv2d(32, 64, 4, 2, 1) -> LeakyReLU(0.2) -> Flatten -> Linear(64*7*7, 1).")
+          hint="A small CNN that halves the image twice with strided convolutions and ends in ONE raw number per "
+               "image (a logit): no Sigmoid at the end.",
+          more="Conv2d(1, 32, 4, 2, 1) -> LeakyReLU(0.2) -> Conv2d(32, 64, 4, 2, 1) -> LeakyReLU(0.2) -> Flatten -> Linear(64*7*7, 1).")
 def check_discriminator(build_discriminator):
     import torch
 
     torch.manual_seed(0)
     D = build_discriminator()
-    assert isinstance(D, torch.nn.Module), "build_discriminator must return a torch.nn.Module"
+    assert is_a(D, torch.nn.Module), "build_discriminator must return a torch.nn.Module"
     out = D(torch.rand(5, 1, 28, 28))
     assert out.numel() == 5, f"D gives {tuple(out.shape)} for 5 images; it must give one logit per image"
-    assert not isinstance(list(D.modules())[-1], torch.nn.Sigmoid), "D returns logits: no sigmoid at the end (the loss applies it, stably)"
+    assert not is_a(list(D.modules())[-1], torch.nn.Sigmoid), "D returns logits: no sigmoid at the end (the loss applies it, stably)"
 
 
 @register("lab05.losses", points=2,
-          hint="binary_cross_entropy_with_logits: D wants real -> 1 and fake -> 0; the non-saturating G loss wants fake -> 1.")
+          hint="Both losses are binary cross-entropies on logits; ask which label each player wants the "
+               "discriminator to give to real and to fake images.",
+          more="binary_cross_entropy_with_logits: D wants real -> 1 and fake -> 0; the non-saturating G loss wants fake -> 1.")
 def check_losses(discriminator_loss, generator_loss):
     import torch
     import torch.nn.functional as F
@@ -68,7 +74,9 @@ def check_losses(discriminator_loss, generator_loss):
 
 
 @register("lab05.train_step", points=1,
-          hint="D step: D on real and on fake.detach(); then G step: D on fake, without stepping D. Return (loss_D.item(), loss_G.item()).")
+          hint="Two updates per call, the discriminator's first; when you update one player, the other's weights "
+               "must not move and its gradients must not leak into the update.",
+          more="D step: D on real and on fake.detach(); then G step: D on fake, without stepping D. Return (loss_D.item(), loss_G.item()).")
 def check_train_step(build_generator, build_discriminator, gan_step):
     import torch
 
@@ -82,8 +90,8 @@ def check_train_step(build_generator, build_discriminator, gan_step):
     X = torch.rand(16, 1, 28, 28)
     for frozen in ("G", "D"):
         G, D = _generator(build_generator), build_discriminator()
-        opt_G = torch.optim.SGD(G.parameters(), lr=0.0 if frozen == "G" else 0.1)
-        opt_D = torch.optim.SGD(D.parameters(), lr=0.0 if frozen == "D" else 0.1)
+        opt_G = student_side(torch.optim.SGD)(G.parameters(), lr=0.0 if frozen == "G" else 0.1)   # beside G and D
+        opt_D = student_side(torch.optim.SGD)(D.parameters(), lr=0.0 if frozen == "D" else 0.1)
         before_G, before_D = params(G), params(D)
         out = gan_step(G, D, opt_G, opt_D, X, Z_DIM)
         assert isinstance(out, tuple) and len(out) == 2 and all(isinstance(v, float) for v in out), \
@@ -96,7 +104,9 @@ def check_train_step(build_generator, build_discriminator, gan_step):
 
 
 @register("lab05.train", points=3,
-          hint="Adam(2e-4, betas=(0.5, 0.999)) for both; BatchNorm in G, LeakyReLU in D; check that neither loss runs away.")
+          hint="If the digits stay blurry or one loss runs away, compare your architecture and optimizer settings "
+               "with notebook 10's DCGAN recipe.",
+          more="Adam(2e-4, betas=(0.5, 0.999)) for both; BatchNorm in G, LeakyReLU in D; check that neither loss runs away.")
 def check_train(build_generator, build_discriminator, gan_step):
     import torch
     import torch.nn.functional as F
@@ -106,8 +116,8 @@ def check_train(build_generator, build_discriminator, gan_step):
     (X_train, _), _ = data.load_mnist("mnist")
     X = models.to_tensor(X_train)
     G, D = _generator(build_generator), build_discriminator()
-    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_G = student_side(torch.optim.Adam)(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = student_side(torch.optim.Adam)(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     generator = torch.Generator().manual_seed(0)
     G.train()
     D.train()
