@@ -611,6 +611,9 @@ def sandbox_command(work: Path, argv: list[str], uid: int | None) -> tuple[list[
         fds.append(fd)
         args.extend(["--bind-fd" if writable else "--ro-bind-fd", str(fd), dest or path])
 
+    # The sandbox's /tmp is its own folder; it is mounted first, so that a course that lives
+    # under /tmp (a clone in /tmp/x, say) is mounted on top of it instead of being hidden by it.
+    bind(str(work), "/tmp", writable=True)
     binds = []
     for path in [p for p in _SYSTEM if os.path.isdir(p)] + _course_binds():
         if not any(path == b or path.startswith(b + os.sep) for b in binds):
@@ -635,7 +638,6 @@ def sandbox_command(work: Path, argv: list[str], uid: int | None) -> tuple[list[
     args += ["--perms", "0444", "--ro-bind-data", str(hosts_r), "/etc/hosts"]
     args += ["--dev", "/dev", "--proc", "/proc"]
     bind(str(work), "/sandbox", writable=True)
-    bind(str(work), "/tmp", writable=True)
     bind(str(work), "/dev/shm", writable=True)
     args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/", "--", *argv]   # the sandbox enters /sandbox as its own user
     return args, fds
