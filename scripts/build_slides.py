@@ -113,7 +113,7 @@ Reveal.initialize({
 
 def lecture_notebooks() -> list[Path]:
     """The lecture notebooks: notebooks/NN_*.ipynb, in order."""
-    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))   # 02b too
 
 
 def deck_name(notebook: Path) -> str:
@@ -222,7 +222,7 @@ def build_deck(notebook: Path, exporter=None) -> tuple[str, str]:
     resources = {"metadata": {"name": notebook.stem}, "dlcourse": {"mathjax": MATHJAX_SCRIPT}}
     html, _ = exporter.from_notebook_node(nb, resources=resources)
     # Links between lectures point to the other decks (slides/ sits beside notebooks/).
-    html = re.sub(r'href="(\d\d_[^"/]+)\.ipynb([#"])', r'href="\1.slides.html\2', html)
+    html = re.sub(r'href="(\d\d[a-z]?_[^"/]+)\.ipynb([#"])', r'href="\1.slides.html\2', html)
     html, css = split_shared_css(html)
     return _normalize(html), css
 

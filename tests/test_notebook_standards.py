@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LECTURES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LECTURES = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))   # 02b too
 CLEAN = sorted((ROOT / "labs").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))
 
 
@@ -29,7 +29,7 @@ def test_there_are_lecture_notebooks():
 @pytest.mark.parametrize("path", LECTURES, ids=lambda p: p.name)
 def test_opens_with_objectives_and_time(path):
     first = source(cells(path)[0])
-    number = path.name[:2]
+    number = path.name.split("_")[0]
     assert first.startswith(f"# {number} ·"), "title cell must start with '# NN · Title'"
     assert "What you will learn" in first
     assert "**Time**" in first, "say how long the notebook takes"
