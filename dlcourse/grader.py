@@ -613,6 +613,9 @@ def sandbox_command(work: Path, argv: list[str], uid: int | None) -> tuple[list[
 
     # The sandbox's /tmp is its own folder; it is mounted first, so that a course that lives
     # under /tmp (a clone in /tmp/x, say) is mounted on top of it instead of being hidden by it.
+    # bwrap, as root without capabilities, must pass through it to reach that course: 0711 lets
+    # it enter the folder but not list it.
+    os.chmod(work, 0o711)
     bind(str(work), "/tmp", writable=True)
     binds = []
     for path in [p for p in _SYSTEM if os.path.isdir(p)] + _course_binds():
