@@ -112,8 +112,8 @@ Reveal.initialize({
 
 
 def lecture_notebooks() -> list[Path]:
-    """The lecture notebooks: notebooks/NN_*.ipynb, in order."""
-    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))   # 02b too
+    """The lecture notebooks: notebooks/NN_*.ipynb and NNb_*.ipynb (02b), in order."""
+    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
 
 
 def deck_name(notebook: Path) -> str:
