@@ -3,7 +3,8 @@
 
     make bench                                   # everything, about 6 minutes on a quiet 2-core machine
     make bench BENCH_ARGS="--quick"              # tiny sizes: checks the plumbing in ~2 minutes
-    python benchmarks/run.py --only tta,conv     # some benchmarks (course, tta, conv, scaling, install)
+    python benchmarks/run.py --only tta,conv     # some benchmarks (course, tta, conv, scaling, install, seeds)
+    python benchmarks/run.py --only seeds        # the training notebooks' targets on seeds 0-2 (~15 minutes)
     python benchmarks/run.py --cold-install      # also time a set-up from nothing (~5 minutes more)
     python benchmarks/run.py --markdown-only     # rewrite BENCHMARKS.md from the saved results
 
@@ -33,7 +34,9 @@ BENCHMARKS = {   # key: (module, timeout in s)
     "conv": ("benchmarks.conv_peak", 600),
     "scaling": ("benchmarks.scaling", 900),
     "install": ("benchmarks.install", 2400),
+    "seeds": ("benchmarks.seeds", 3600),
 }
+DEFAULT = ("course", "tta", "conv", "scaling", "install")   # "seeds" (about 15 minutes) only when named
 
 
 def parse_args(argv=None):
@@ -63,7 +66,7 @@ def main(argv=None) -> int:
         print(f"wrote {markdown_path.name} from {results_path.name}")
         return 0
 
-    only = [k.strip() for k in args.only.split(",") if k.strip()] or list(BENCHMARKS)
+    only = [k.strip() for k in args.only.split(",") if k.strip()] or list(DEFAULT)
     unknown = sorted(set(only) - set(BENCHMARKS))
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")

@@ -188,3 +188,30 @@ def test_markdown_only_rewrites_the_report_from_saved_results(tmp_path):
 def test_unknown_benchmark_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unknown benchmark"):
         run.main(["--only", "nope", "--results", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "m.md")])
+
+
+# --------------------------------------------------------------------------- seeds
+def test_reseed_replaces_only_literal_seed_zero():
+    from benchmarks.seeds import reseed
+
+    source = "config.seed_everything(0)\ntorch.manual_seed(0)\nfit(net, seed=0, lr=0.01)\nseed=10; k(0)"
+    out, n = reseed(source, 3)
+    assert n == 3
+    assert out == "config.seed_everything(3)\ntorch.manual_seed(3)\nfit(net, seed=3, lr=0.01)\nseed=10; k(0)"
+
+
+def test_seeds_summary_flags_the_worst_seed_and_a_missing_value():
+    from benchmarks.seeds import summarize
+
+    runs = [{"notebook": "08_cnns", "seed": s, "values": v} for s, v in
+            [(0, {"PyTorch LeNet-5 test accuracy": 0.991, "Keras LeNet-5 test accuracy": 0.987}),
+             (1, {"PyTorch LeNet-5 test accuracy": 0.989, "Keras LeNet-5 test accuracy": "NameError('x')"})]]
+    rows = {r["target"]: r for r in summarize(runs)}
+    torch_row, keras_row = rows["PyTorch LeNet-5 test accuracy"], rows["Keras LeNet-5 test accuracy"]
+    assert torch_row["worst"] == 0.989 and torch_row["met"]
+    assert keras_row["worst"] == 0.987 and not keras_row["met"]   # one seed gave no number
+    table = report.seeds_tables({"seeds": [0, 1], "rows": list(rows.values())})[0]
+    headers, body = table[1], table[2]
+    assert headers[3:5] == ["seed 0", "seed 1"] and headers[-2] == "worst"
+    assert any("**NO**" in row for row in body)
+    assert any("error: NameError('x')" in row for row in body)
