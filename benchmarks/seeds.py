@@ -42,6 +42,7 @@ TARGETS = {
         "sigmoid gradient shrink per layer (lower bound)": ("factor", ">", 2.5),
         "L2 gap / plain gap": ('gaps["L2, λ = 0.03"] / gaps["no regularisation"]', "<", 1.0),
         "dropout gap / plain gap": ('gaps["dropout 0.5 (input 0.2)"] / gaps["no regularisation"]', "<", 1.0),
+        "batch norm − plain, deep sigmoid MLP": ("bn_gap", ">=", 0.30),
     },
     "06_frameworks": {
         "lowest test accuracy of the frameworks": ('min(r["test accuracy"] for r in results.values())', ">=", 0.97),
