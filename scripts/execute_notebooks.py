@@ -6,11 +6,16 @@
 Run through `make notebooks` (which sets the profile and the TensorFlow log variables).
 Each notebook runs in a fresh kernel from its own folder; a notebook that fails is
 left untouched and the script exits 1. Per-cell timing metadata is dropped so
-re-running changes only what the notebook prints and draws.
+re-running changes only what the notebook prints and draws, and so are the tqdm
+progress-bar widgets: a stored notebook cannot keep a widget's state, so each would be
+saved frozen at "0%". The summary line every long loop prints after its bar stays.
+
+    python scripts/execute_notebooks.py --strip-only notebooks/*.ipynb   # only drop the bars
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,20 +27,54 @@ from nbclient.exceptions import CellExecutionError
 from dlcourse.fsutil import atomic_write
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+PROGRESS_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+")   # tqdm's text: "desc:  0%|          | 0/860 [00:00<?, ?batch/s]"
+
+
+def is_progress_bar(output) -> bool:
+    """A tqdm.auto widget as stored: its text form is the bar as it was drawn first, at 0%."""
+    data = output.get("data", {})
+    return WIDGET in data and bool(PROGRESS_BAR.search(str(data.get("text/plain", ""))))
+
+
+def drop_progress_bars(nb) -> int:
+    """Remove every stored progress-bar widget from ``nb``; returns how many there were."""
+    dropped = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            kept = [o for o in cell.outputs if not is_progress_bar(o)]
+            dropped += len(cell.outputs) - len(kept)
+            cell.outputs = kept
+    return dropped
+
+
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     t0 = time.time()
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     for cell in nb.cells:
         cell.get("metadata", {}).pop("execution", None)
+    drop_progress_bars(nb)
     atomic_write(path, nbformat.writes(nb) + "\n")  # an interrupted run never leaves half a notebook
     return time.time() - t0
+
+
+def strip_only(path: Path) -> int:
+    nb = nbformat.read(path, as_version=4)
+    dropped = drop_progress_bars(nb)
+    if dropped:
+        atomic_write(path, nbformat.writes(nb) + "\n")
+    return dropped
 
 
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
+    if argv[0] == "--strip-only":
+        for arg in argv[1:]:
+            print(f"{arg}: {strip_only(Path(arg))} progress bar(s) dropped", flush=True)
+        return 0
     failed = []
     for arg in argv:
         path = Path(arg)

@@ -68,3 +68,16 @@ def test_labs_and_solutions_are_committed_clean(path):
     for c in cells(path):
         if c["cell_type"] == "code":
             assert not c.get("outputs") and c.get("execution_count") is None
+
+
+def test_no_stored_progress_bar_is_frozen_at_zero():
+    # A stored tqdm widget cannot keep its state and shows "0%" forever; scripts/execute_notebooks.py drops them.
+    import re
+
+    bar = re.compile(r"\d+%\|.*\| *\d+/\d+")
+    frozen = [f"{path.name} cell {i}" for path in sorted((ROOT / "notebooks").glob("*.ipynb"))
+              for i, cell in enumerate(json.loads(path.read_text())["cells"]) if cell["cell_type"] == "code"
+              for out in cell.get("outputs", [])
+              if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+              and bar.search("".join(out["data"].get("text/plain", "")))]
+    assert not frozen, f"progress bars stored at 0%: {frozen}; run scripts/execute_notebooks.py --strip-only on them"
