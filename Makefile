@@ -63,7 +63,7 @@ test: horovod
 doctor: setup
 	$(BIN)/python -m dlcourse doctor
 
-# Benchmarks (not part of `make test`): about 6 minutes on a quiet 2-core machine; BENCH_ARGS="--quick" for a check.
+# Benchmarks (not part of `make test`): about 20 minutes on a quiet 2-core AVX2 machine; BENCH_ARGS="--quick" for a check.
 bench: horovod
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 

@@ -223,9 +223,10 @@ def findings(results: dict) -> list[str]:
                     "oneDNN's JIT-compiled direct convolution, while `torch.mm` calls MKL's SGEMM, so the "
                     "\"peak\" is MKL's on this CPU, not the hardware's.")
             if "AMD" in results.get("machine", {}).get("cpu", ""):
-                text += (" MKL is known not to choose its fastest (AVX-512) code paths on AMD processors, "
-                         "while oneDNN does: `ONEDNN_VERBOSE=1` shows `alg:convolution_direct` with "
-                         "`jit:avx512_core` (no Winograd), so the extra speed is not fewer operations.")
+                text += (" MKL is known not to choose its fastest code paths on AMD processors, while oneDNN "
+                         "picks its kernels by the CPU's own flags (`ONEDNN_VERBOSE=1` names the direct "
+                         "convolution and the instruction set it chose), so the extra speed is not fewer "
+                         "operations.")
             out.append(text)
         fft = [row for row in conv["rows"] if row.get("method", "").startswith("FFT")]
         if fft:
@@ -262,7 +263,8 @@ def findings(results: dict) -> list[str]:
                 parts.append(f"{mode}, {fmt_num(x['wall_s'])} s in all ({verdict} the aim of {x['aim_s']} s for "
                              f"this kind of CPU; notebooks {fmt_num(x['notebooks_s'])} s, lab gradings "
                              f"{fmt_num(x['labs_s'])} s of their own time"
-                             + (f"; over budget: {', '.join(x['over_budget'])}" if x["over_budget"] else "") + ")")
+                             + (f"; not ok (over budget or a failed target): {', '.join(x['over_budget'])}"
+                                if x["over_budget"] else "") + ")")
             out.append("**Course time:** " + "; ".join(parts) + ".")
     return out
 
@@ -298,7 +300,7 @@ def markdown(results: dict) -> str:
         "", "## Findings", ""]
     lines += [f"- {f}" for f in findings(results)] or ["- (no benchmark results)"]
     lines += ["", "## Reproduce", "", "```bash",
-              "make bench                                    # all five benchmarks, < 20 minutes on 2 cores",
+              "make bench                                    # the five default benchmarks, about 20 minutes on 2 AVX2 cores",
               "make bench BENCH_ARGS=\"--quick\"               # tiny sizes: checks the plumbing (~2 minutes)",
               "make bench BENCH_ARGS=\"--only tta,conv\"       # a subset: course, tta, conv, scaling, install",
               "make bench BENCH_ARGS=\"--only seeds\"          # targets of 05, 06, 08, 11 on seeds 0-2 (~15 minutes)",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the course's benchmarks, print their tables, save the results and write BENCHMARKS.md.
 
-    make bench                                   # everything, about 6 minutes on a quiet 2-core machine
+    make bench                                   # the default five, about 20 minutes on a quiet 2-core AVX2 machine
     make bench BENCH_ARGS="--quick"              # tiny sizes: checks the plumbing in ~2 minutes
     python benchmarks/run.py --only tta,conv     # some benchmarks (course, tta, conv, scaling, install, seeds)
     python benchmarks/run.py --only seeds        # the training notebooks' targets on seeds 0-2 (~15 minutes)
