@@ -51,10 +51,10 @@ def base_python() -> str:
     return shutil.which("python3") or sys.executable
 
 
-def timed_setup(venv: Path, timeout: float, args=(), env=None) -> tuple[float, int, str]:
+def timed_setup(venv: Path, timeout: float) -> tuple[float, int, str]:
     start = time.perf_counter()
-    proc = subprocess.run([base_python(), str(SETUP), "--venv", str(venv), *args], cwd=common.ROOT,
-                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    proc = subprocess.run([base_python(), str(SETUP), "--venv", str(venv)], cwd=common.ROOT,
+                          capture_output=True, text=True, timeout=timeout)
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
     return time.perf_counter() - start, proc.returncode, tail
 
@@ -117,7 +117,6 @@ def cold_make_lab(tmp: Path, timeout: float) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
     text = log_path.read_text(errors="replace")
     out["phases"] = phase_times(text)
-    out["seconds"] = out.get("horovod_ready_s")
     out["venv_mib"] = du_mib(clone / ".venv")
     if not out["ok"]:
         out["error"] = "\n".join(text.strip().splitlines()[-5:]) or f"make lab exited with {proc.returncode}"

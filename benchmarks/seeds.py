@@ -70,7 +70,7 @@ def reseed(source: str, seed: int) -> tuple[str, int]:
     return source, count
 
 
-def run_one(name: str, seed: int, quick: bool) -> dict:
+def run_one(name: str, seed: int) -> dict:
     """Execute notebooks/``name`` with ``seed`` in a scratch folder; returns its targets' values."""
     import nbformat
     from nbclient import NotebookClient
@@ -135,7 +135,7 @@ def main(argv=None):
         sys.exit(f"no notebook matches {wanted}; choose from {list(TARGETS)}")
     jobs = [(n, s) for n in names for s in seeds]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        runs = list(pool.map(lambda job: run_one(job[0], job[1], args.quick), jobs))
+        runs = list(pool.map(lambda job: run_one(*job), jobs))
     for r in runs:
         print(f"{r['notebook']} seed {r['seed']}: {r['values']}" + (f"; errors: {r['errors']}" if r["errors"] else ""),
               file=sys.stderr, flush=True)

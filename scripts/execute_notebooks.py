@@ -34,7 +34,8 @@ PROGRESS_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+")   # tqdm's text: "desc:  0%|  
 def is_progress_bar(output) -> bool:
     """A tqdm.auto widget as stored: its text form is the bar as it was drawn first, at 0%."""
     data = output.get("data", {})
-    return WIDGET in data and bool(PROGRESS_BAR.search(str(data.get("text/plain", ""))))
+    text = data.get("text/plain", "")
+    return WIDGET in data and bool(PROGRESS_BAR.search("".join(text) if isinstance(text, list) else text))
 
 
 def drop_progress_bars(nb) -> int:
