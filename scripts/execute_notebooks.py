@@ -39,13 +39,21 @@ def is_progress_bar(output) -> bool:
 
 
 def drop_progress_bars(nb) -> int:
-    """Remove every stored progress-bar widget from ``nb``; returns how many there were."""
+    """Remove every stored progress-bar widget from ``nb``; returns how many there were.
+
+    The notebook's saved widget state goes too when no widget output is left to use it
+    (a slider keeps it; bars alone would leave only their stale "100%" states behind).
+    """
     dropped = 0
+    widgets_left = False
     for cell in nb.cells:
         if cell.cell_type == "code":
             kept = [o for o in cell.outputs if not is_progress_bar(o)]
             dropped += len(cell.outputs) - len(kept)
             cell.outputs = kept
+            widgets_left |= any(WIDGET in o.get("data", {}) for o in kept)
+    if not widgets_left:
+        nb.metadata.pop("widgets", None)
     return dropped
 
 
@@ -62,8 +70,9 @@ def execute(path: Path) -> float:
 
 def strip_only(path: Path) -> int:
     nb = nbformat.read(path, as_version=4)
+    before = nbformat.writes(nb)
     dropped = drop_progress_bars(nb)
-    if dropped:
+    if nbformat.writes(nb) != before:
         atomic_write(path, nbformat.writes(nb) + "\n")
     return dropped
 

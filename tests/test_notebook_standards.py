@@ -81,3 +81,16 @@ def test_no_stored_progress_bar_is_frozen_at_zero():
               for i, cell in enumerate(json.loads(path.read_text())["cells"]) if cell["cell_type"] == "code"
               for out in cell.get("outputs", []) if execute_notebooks.is_progress_bar(out)]
     assert not frozen, f"progress bars stored at 0%: {frozen}; run scripts/execute_notebooks.py --strip-only on them"
+
+
+def test_no_widget_state_is_stored_without_a_widget_to_show_it():
+    # Saved widget state is only for a notebook that still shows a widget (01's slider); a progress bar's stale
+    # state ("100%") is dead weight in the file, and scripts/execute_notebooks.py drops it with the bars.
+    orphaned = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        shown = any("application/vnd.jupyter.widget-view+json" in out.get("data", {})
+                    for cell in nb["cells"] for out in cell.get("outputs", []))
+        if "widgets" in nb["metadata"] and not shown:
+            orphaned.append(path.name)
+    assert not orphaned, f"widget state without a widget in {orphaned}; run scripts/execute_notebooks.py --strip-only"
