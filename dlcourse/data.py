@@ -345,3 +345,29 @@ def make_spirals(n: int = 300, classes: int = 3, noise: float = 0.2, seed: int =
     r = rng.uniform(0.05, 1.0, n)
     theta = y * 2 * np.pi / classes + 4 * r + rng.normal(0, noise, n)
     return np.c_[r * np.sin(theta), r * np.cos(theta)], y
+
+
+def make_digit_pairs(X, y, numbers, per_number: int, seed: int = 0):
+    """Images of two-digit numbers, two handwritten digits side by side (notebooks/15, lab08).
+
+    Each number 0–99 is one *identity*; each of its ``per_number`` images pairs a random
+    handwritten instance of its tens digit with one of its units digit (``"07"`` for 7),
+    drawn from ``X: (N, 28, 28)`` uint8 with digit labels ``y: (N,)``. Different handwriting
+    makes each image of the same number look different, as a person looks different in
+    each camera. Returns ``images: (len(numbers) * per_number, 28, 56)`` uint8 and
+    ``labels: (len(numbers) * per_number,)``, the numbers, grouped by number.
+    """
+    numbers = np.asarray(numbers)
+    y = np.asarray(y)
+    if len(X) != len(y) or X.ndim != 3:
+        raise ValueError(f"X must be (N, 28, 28) images with one label each; got X {X.shape}, y {y.shape}")
+    if numbers.size == 0 or numbers.min() < 0 or numbers.max() > 99 or per_number < 1:
+        raise ValueError(f"numbers must be in 0..99 and per_number >= 1; got {numbers.tolist()}, {per_number}")
+    by_digit = [np.flatnonzero(y == d) for d in range(10)]
+    missing = [d for d in range(10) if len(by_digit[d]) == 0]
+    if missing and any(n // 10 in missing or n % 10 in missing for n in numbers):
+        raise ValueError(f"no image of digit(s) {missing} in y, which the numbers need")
+    rng = _rng(seed)
+    images = [np.concatenate([X[rng.choice(by_digit[n // 10], per_number)],
+                              X[rng.choice(by_digit[n % 10], per_number)]], axis=2) for n in numbers]
+    return np.concatenate(images), np.repeat(numbers, per_number)

@@ -262,3 +262,19 @@ def test_synthetic_sets_are_seeded_and_shaped():
     assert X.shape == (90, 2) and np.bincount(y).tolist() == [30, 30, 30]
     with pytest.raises(ValueError, match="at least 2 points"):
         data.make_linear(1)
+
+
+def test_digit_pairs_put_the_right_digits_side_by_side():
+    y = np.arange(50) % 10
+    X = np.zeros((50, 28, 28), np.uint8)
+    X[:, 0, 0] = y * 10                       # each image carries its digit in one pixel
+    images, labels = data.make_digit_pairs(X, y, [7, 42, 99], per_number=4, seed=1)
+    assert images.shape == (12, 28, 56) and images.dtype == np.uint8
+    assert labels.tolist() == [7] * 4 + [42] * 4 + [99] * 4
+    np.testing.assert_array_equal(images[:, 0, 0], (labels // 10) * 10)     # tens digit on the left
+    np.testing.assert_array_equal(images[:, 0, 28], (labels % 10) * 10)     # units digit on the right
+    np.testing.assert_array_equal(images, data.make_digit_pairs(X, y, [7, 42, 99], 4, seed=1)[0])
+    with pytest.raises(ValueError, match="0..99"):
+        data.make_digit_pairs(X, y, [100], 2)
+    with pytest.raises(ValueError, match="digit"):
+        data.make_digit_pairs(X[y < 5], y[y < 5], [17], 2)
