@@ -56,6 +56,18 @@ TARGETS = {
         "adversarially trained, clean accuracy": ("clean_robust", ">=", 0.97),
         "adversarially trained, accuracy at eps=0.25 (FGSM)": ("robust_025", ">=", 0.70),
     },
+    "14_inside_the_network": {
+        "lowest fooling-image confidence": ("fool_conf.min().item()", ">=", 0.99),
+        "OOD AUROC, MNIST vs Fashion-MNIST, better score": ("best_auroc", ">=", 0.90),
+        "cost of removing conv2 (points)": ("cost_conv2", ">=", 0.25),
+        "cost of removing conv1 and conv2 (points)": ("cost_convs", ">=", 1.0),
+    },
+    "15_embeddings_and_reidentification": {
+        "two losses, ROC AUC on unseen numbers": ('results["softmax + center"]["AUC"]', ">=", 0.95),
+        "two losses, retrieval top-1 on unseen numbers": ('results["softmax + center"]["top-1"]', ">=", 0.90),
+        "two losses − softmax, TAR at FAR 1e-2": (
+            'results["softmax + center"]["TAR@1e-2"] - results["softmax"]["TAR@1e-2"]', ">", 0.0),
+    },
 }
 SEED_PATTERNS = [r"(seed_everything\()0(\))", r"(set_random_seed\()0(\))", r"(manual_seed\()0(\))", r"(\bseed=)0(\b)"]
 OPS = {">=": lambda v, b: v >= b, ">": lambda v, b: v > b, "<": lambda v, b: v < b}
