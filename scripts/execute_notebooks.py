@@ -72,8 +72,9 @@ def strip_only(path: Path) -> int:
     nb = nbformat.read(path, as_version=4)
     before = nbformat.writes(nb)
     dropped = drop_progress_bars(nb)
-    if nbformat.writes(nb) != before:
-        atomic_write(path, nbformat.writes(nb) + "\n")
+    after = nbformat.writes(nb)
+    if after != before:
+        atomic_write(path, after + "\n")
     return dropped
 
 

@@ -70,13 +70,19 @@ def test_labs_and_solutions_are_committed_clean(path):
             assert not c.get("outputs") and c.get("execution_count") is None
 
 
-def test_no_stored_progress_bar_is_frozen_at_zero():
-    # A stored tqdm widget cannot keep its state and shows "0%" forever; scripts/execute_notebooks.py drops them.
+def _execute_notebooks():
+    # scripts/execute_notebooks.py as a module: its definitions of a stored widget and a progress bar.
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("execute_notebooks", ROOT / "scripts" / "execute_notebooks.py")
-    execute_notebooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(execute_notebooks)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_stored_progress_bar_is_frozen_at_zero():
+    # A stored tqdm widget cannot keep its state and shows "0%" forever; scripts/execute_notebooks.py drops them.
+    execute_notebooks = _execute_notebooks()
     frozen = [f"{path.name} cell {i}" for path in sorted((ROOT / "notebooks").glob("*.ipynb"))
               for i, cell in enumerate(json.loads(path.read_text())["cells"]) if cell["cell_type"] == "code"
               for out in cell.get("outputs", []) if execute_notebooks.is_progress_bar(out)]
@@ -86,10 +92,11 @@ def test_no_stored_progress_bar_is_frozen_at_zero():
 def test_no_widget_state_is_stored_without_a_widget_to_show_it():
     # Saved widget state is only for a notebook that still shows a widget (01's slider); a progress bar's stale
     # state ("100%") is dead weight in the file, and scripts/execute_notebooks.py drops it with the bars.
+    widget = _execute_notebooks().WIDGET
     orphaned = []
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         nb = json.loads(path.read_text())
-        shown = any("application/vnd.jupyter.widget-view+json" in out.get("data", {})
+        shown = any(widget in out.get("data", {})
                     for cell in nb["cells"] for out in cell.get("outputs", []))
         if "widgets" in nb["metadata"] and not shown:
             orphaned.append(path.name)
