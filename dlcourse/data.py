@@ -371,3 +371,106 @@ def make_digit_pairs(X, y, numbers, per_number: int, seed: int = 0):
     images = [np.concatenate([X[rng.choice(by_digit[n // 10], per_number)],
                               X[rng.choice(by_digit[n % 10], per_number)]], axis=2) for n in numbers]
     return np.concatenate(images), np.repeat(numbers, per_number)
+
+
+# Human-written dates for sequence-to-sequence translation (notebooks/16, lab09).
+MONTHS = {
+    "en": ["january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december"],
+    "fr": ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+           "septembre", "octobre", "novembre", "décembre"],
+    "de": ["januar", "februar", "märz", "april", "mai", "juni", "juli", "august",
+           "september", "oktober", "november", "dezember"],
+    "es": ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+           "septiembre", "octubre", "noviembre", "diciembre"],
+}
+WEEKDAYS = {
+    "en": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
+    "fr": ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"],
+    "de": ["montag", "dienstag", "mittwoch", "donnerstag", "freitag", "samstag", "sonntag"],
+    "es": ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"],
+}
+# One writer's habit per entry: (language, pattern). {d}/{dd}: day, {m}/{mm}: month number,
+# {month}: its name, {mon}: first three letters, {yyyy}/{yy}: year, {weekday}: day's name.
+# Numeric forms are day-first (as in most of Europe) or year-first, never month-first,
+# so that every string has exactly one reading.
+DATE_FORMATS = [
+    ("en", "{month} {d}, {yyyy}"), ("en", "{d} {month} {yyyy}"), ("en", "{weekday}, {month} {d}, {yyyy}"),
+    ("en", "{mon} {d} {yyyy}"), ("en", "{d} {mon} {yy}"),
+    ("fr", "{d} {month} {yyyy}"), ("fr", "le {weekday} {d} {month} {yyyy}"), ("fr", "{dd}/{mm}/{yyyy}"),
+    ("de", "{d}. {month} {yyyy}"), ("de", "{weekday}, {d}. {month} {yyyy}"), ("de", "{dd}.{mm}.{yyyy}"),
+    ("de", "{d}.{m}.{yy}"),
+    ("es", "{d} de {month} de {yyyy}"), ("es", "{weekday}, {d} de {month} de {yyyy}"),
+    ("iso", "{yyyy}/{mm}/{dd}"), ("iso", "{yyyy}{mm}{dd}"),
+]
+DATE_FIRST, DATE_LAST = "1950-01-01", "2049-12-31"     # two-digit years are unambiguous in this window
+# Every character a source or a target can hold, and the longest each can be (tests/test_data.py checks).
+DATE_SOURCE_CHARS = " ,./0123456789abcdefghijklmnoprstuvwyzáäéû"
+DATE_TARGET_CHARS = "-0123456789"
+DATE_SOURCE_LENGTH, DATE_TARGET_LENGTH = 35, 10
+
+
+def write_date(date, language: str, pattern: str) -> str:
+    """``date`` (a ``datetime.date`` in 1950–2049) written in one human format of ``DATE_FORMATS``."""
+    lang = "en" if language == "iso" else language
+    month = MONTHS[lang][date.month - 1]
+    return pattern.format(d=date.day, dd=f"{date.day:02d}", m=date.month, mm=f"{date.month:02d}",
+                          month=month, mon=month[:3], yyyy=date.year, yy=f"{date.year % 100:02d}",
+                          weekday=WEEKDAYS[lang][date.weekday()])
+
+
+def make_dates(n: int, split: str = "train", seed: int = 0):
+    """Human-written dates and their ISO form, for translation (notebooks/16, lab09).
+
+    Draws ``n`` dates uniformly from 1950–2049 and writes each in a random format of
+    ``DATE_FORMATS`` (English, French, German, Spanish or numeric; lower case). Every
+    fifth day (by ordinal) belongs to ``split="test"``, the others to ``"train"``, so a
+    held-out date has never been seen in any format. Returns two lists of ``n``
+    strings: ``sources`` such as ``"le mardi 4 mars 1997"`` and ``targets`` such as
+    ``"1997-03-04"``.
+    """
+    import datetime as dt
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if n < 1:
+        raise ValueError(f"n must be a positive number of dates, not {n}")
+    first, last = (dt.date.fromisoformat(s).toordinal() for s in (DATE_FIRST, DATE_LAST))
+    days = np.arange(first, last + 1)
+    days = days[(days % 5 == 0) == (split == "test")]
+    rng = _rng(seed)
+    chosen = rng.choice(days, n)
+    formats = rng.integers(len(DATE_FORMATS), size=n)
+    dates = [dt.date.fromordinal(int(o)) for o in chosen]
+    sources = [write_date(d, *DATE_FORMATS[f]) for d, f in zip(dates, formats)]
+    return sources, [d.isoformat() for d in dates]
+
+
+def encode_chars(strings, alphabet: str, length: int) -> np.ndarray:
+    """Strings as rows of character codes: ``alphabet[i]`` becomes ``i + 1``, 0 pads the end.
+
+    Returns ``(len(strings), length)`` int64. A string longer than ``length`` or a
+    character outside ``alphabet`` raises ``ValueError`` naming it.
+    """
+    index = {c: i + 1 for i, c in enumerate(alphabet)}
+    codes = np.zeros((len(strings), length), dtype=np.int64)
+    for row, s in enumerate(strings):
+        if len(s) > length:
+            raise ValueError(f"{s!r} has {len(s)} characters, more than length={length}")
+        unknown = sorted(set(s) - index.keys())
+        if unknown:
+            raise ValueError(f"{s!r} has characters {unknown} that are not in the alphabet")
+        codes[row, :len(s)] = [index[c] for c in s]
+    return codes
+
+
+def decode_chars(codes, alphabet: str) -> list[str]:
+    """The inverse of :func:`encode_chars`: each row back to a string, stopping at the first 0."""
+    out = []
+    for row in np.asarray(codes):
+        chars = []
+        for c in row:
+            if c == 0:
+                break
+            chars.append(alphabet[c - 1] if c <= len(alphabet) else "?")
+        out.append("".join(chars))
+    return out

@@ -278,3 +278,51 @@ def test_digit_pairs_put_the_right_digits_side_by_side():
         data.make_digit_pairs(X, y, [100], 2)
     with pytest.raises(ValueError, match="digit"):
         data.make_digit_pairs(X[y < 5], y[y < 5], [17], 2)
+
+
+def test_make_dates_are_readable_once_and_held_out_by_date():
+    import datetime as dt
+    sources, targets = data.make_dates(2000, seed=0)
+    assert len(sources) == len(targets) == 2000
+    assert data.make_dates(2000, seed=0) == (sources, targets)
+    assert data.make_dates(2000, seed=1) != (sources, targets)
+    for s, t in zip(sources, targets):
+        day = dt.date.fromisoformat(t)
+        assert day.toordinal() % 5 != 0                       # test days never appear in train
+        assert str(day.day) in s and str(day.year % 100).zfill(2) in s
+    test_sources, test_targets = data.make_dates(500, split="test", seed=0)
+    assert not set(test_targets) & set(targets)
+    formats = {data.write_date(dt.date(1997, 3, 4), *f) for f in data.DATE_FORMATS}
+    assert len(formats) == len(data.DATE_FORMATS)             # every format writes differently
+    assert "le mardi 4 mars 1997" in formats and "04.03.1997" in formats
+    with pytest.raises(ValueError, match="split"):
+        data.make_dates(10, split="validation")
+    with pytest.raises(ValueError, match="positive"):
+        data.make_dates(0)
+
+
+def test_date_alphabets_and_lengths_cover_every_date_and_format():
+    import datetime as dt
+    first = dt.date.fromisoformat(data.DATE_FIRST).toordinal()
+    last = dt.date.fromisoformat(data.DATE_LAST).toordinal()
+    longest = {f: 0 for f in data.DATE_FORMATS}
+    chars = set()
+    for o in range(first, last + 1, 3):                     # every weekday, month and year
+        day = dt.date.fromordinal(o)
+        for f in data.DATE_FORMATS:
+            s = data.write_date(day, *f)
+            longest[f] = max(longest[f], len(s))
+            chars |= set(s)
+    assert chars == set(data.DATE_SOURCE_CHARS)
+    assert max(longest.values()) == data.DATE_SOURCE_LENGTH
+    assert set("".join(data.make_dates(100)[1])) <= set(data.DATE_TARGET_CHARS)
+
+
+def test_encode_and_decode_chars_round_trip_and_refuse_bad_strings():
+    codes = data.encode_chars(["ab", "b", ""], "ab", 3)
+    assert codes.tolist() == [[1, 2, 0], [2, 0, 0], [0, 0, 0]]
+    assert data.decode_chars(codes, "ab") == ["ab", "b", ""]
+    with pytest.raises(ValueError, match="more than length"):
+        data.encode_chars(["abab"], "ab", 3)
+    with pytest.raises(ValueError, match=r"\['c'\]"):
+        data.encode_chars(["abc"], "ab", 3)
