@@ -49,6 +49,7 @@ SERIAL = {
     r"^tests/test_redteam\.py": "hostile submissions (a spinner, process and memory bombs) graded two at a time "
                                 "under time and memory limits",
     r"^tests/test_browser\.py": "starts JupyterLab and Chromium, with time limits on page loads",
+    r"^tests/test_slurm\.py": "starts a one-node Slurm cluster whose jobs run two training ranks",
 }
 
 _times: dict[str, float] = defaultdict(float)
