@@ -1,9 +1,9 @@
-"""Distributed training plumbing: launch Horovod jobs, and the alpha-beta cost model (notebooks/13).
+"""Distributed training plumbing: launch Horovod and torchrun jobs, and the alpha-beta cost model (notebooks/13).
 
 Two halves:
 
-- :func:`launch` runs ``horovodrun -np N --gloo`` on a training script with this
-  Python, waits with a timeout, splits the output by rank and reads the JSON result
+- :func:`launch` runs ``horovodrun -np N --gloo`` (or ``torchrun``) on a training script
+  with this Python, waits with a timeout, splits the output by rank and reads the JSON result
   file each rank writes. When a worker dies it raises :class:`HorovodRunError`
   naming the rank and its exit code, never hangs.
 - The alpha-beta model of a ring allreduce, :func:`ring_allreduce_time`,
@@ -35,14 +35,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 
-_RANK_LINE = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
-# horovodrun's own words when a worker exits with a non-zero status (Gloo launcher).
+# A rank's line: ``[1]<stdout>:...`` from horovodrun, ``[default1]:...`` from ``torchrun --tee 3``.
+_RANK_LINE = re.compile(r"^\[(?:(\d+)\]<(?:stdout|stderr)>|default(\d+)\]):(.*)$")
+# The launchers' own words when a worker exits with a non-zero status: horovodrun (Gloo), then
+# torchrun's "Root Cause (first observed failure)" block.
 _FAILED = (re.compile(r"Process name: (\d+)\s*\nExit code: (-?\d+)"),
-           re.compile(r"Process (\d+) exit with status code (-?\d+)"))
+           re.compile(r"Process (\d+) exit with status code (-?\d+)"),
+           re.compile(r"Root Cause[^\n]*\n(?:.*\n)*?\s*rank\s*: (\d+)[^\n]*\n\s*exitcode\s*: (-?\d+)"))
+LAUNCHERS = ("horovodrun", "torchrun")
 
 
 class HorovodRunError(RuntimeError):
-    """A Horovod job failed or timed out; ``rank`` is the first rank that died (None if unknown)."""
+    """A distributed job (horovodrun or torchrun) failed or timed out; ``rank`` is the first rank that died (None if unknown)."""
 
     def __init__(self, message: str, rank: int | None = None, returncode: int | None = None,
                  output: str = ""):
@@ -52,7 +56,7 @@ class HorovodRunError(RuntimeError):
 
 @dataclass
 class RunResult:
-    """What a finished Horovod job left: its command, time, output per rank and result files."""
+    """What a finished distributed job left: its command, time, output per rank and result files."""
 
     command: list[str]
     np: int
@@ -66,29 +70,32 @@ class RunResult:
         return "\n".join(self.per_rank.get(rank, []))
 
 
-def display_command(np_: int, script: str | Path, args=()) -> str:
+def display_command(np_: int, script: str | Path, args=(), launcher: str = "horovodrun") -> str:
     """The command line a student would type for this job, without machine paths."""
     script = Path(script)
     shown = script.relative_to(ROOT) if script.is_absolute() and script.is_relative_to(ROOT) else script
+    if launcher == "torchrun":
+        return " ".join(["torchrun", "--standalone", f"--nproc-per-node={np_}", str(shown), *map(str, args)])
     return " ".join(["horovodrun", "-np", str(np_), "-H", f"localhost:{np_}", "--gloo", "python",
                      str(shown), *map(str, args)])
 
 
 def split_by_rank(output: str) -> tuple[dict[int, list[str]], list[str]]:
-    """Split horovodrun's output (``[rank]<stdout>:line``) into lines per rank and launcher lines."""
+    """Split a launcher's output (``[rank]<stdout>:line`` or ``[default<rank>]:line``) into lines
+    per rank and the launcher's own lines."""
     per_rank: dict[int, list[str]] = {}
     launcher = []
     for line in output.splitlines():
         m = _RANK_LINE.match(line)
         if m:
-            per_rank.setdefault(int(m.group(1)), []).append(m.group(3))
+            per_rank.setdefault(int(m.group(1) or m.group(2)), []).append(m.group(3))
         elif line.strip():
             launcher.append(line)
     return per_rank, launcher
 
 
 def failed_rank(output: str) -> tuple[int | None, int | None]:
-    """The first rank horovodrun reports as failed, and its exit code; (None, None) if none."""
+    """The first rank the launcher reports as failed, and its exit code; (None, None) if none."""
     for pattern in _FAILED:
         m = pattern.search(output)
         if m:
@@ -148,8 +155,12 @@ def horovod_status() -> tuple[bool, str]:
 
 
 def launch(script: str | Path, args=(), np: int = 2, out: str | Path | None = None, timeout: float = 300,
-           threads_per_rank: int = 1, env: dict | None = None, python: str | None = None) -> RunResult:
+           threads_per_rank: int = 1, env: dict | None = None, python: str | None = None,
+           launcher: str = "horovodrun") -> RunResult:
     """Run ``horovodrun -np {np} --gloo python {script} {args}`` on this machine and wait for it.
+
+    - ``launcher="torchrun"`` runs ``torchrun --standalone --nproc-per-node {np}`` instead, for
+      a script written with torch.distributed (scripts/ddp_train_torch.py); it needs no Horovod.
 
     - ``out``: a folder passed to the script as ``--out``; each rank writes ``rank<N>.json``
       there, returned in ``RunResult.results``.
@@ -162,7 +173,9 @@ def launch(script: str | Path, args=(), np: int = 2, out: str | Path | None = No
     we then raise :class:`HorovodRunError` whose message names the rank, its exit code and
     the last lines it printed.
     """
-    if python is None:
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, not {launcher!r}")
+    if python is None and launcher == "horovodrun":
         ready, message = horovod_status()
         if not ready:
             raise HorovodRunError(message)
@@ -172,8 +185,12 @@ def launch(script: str | Path, args=(), np: int = 2, out: str | Path | None = No
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         args += ["--out", str(out)]
-    command = [python, "-m", "dlcourse.dist", "horovodrun", "-np", str(np), "-H", f"localhost:{np}", "--gloo",
-               python, str(script), *args]
+    if launcher == "horovodrun":
+        command = [python, "-m", "dlcourse.dist", "horovodrun", "-np", str(np), "-H", f"localhost:{np}", "--gloo",
+                   python, str(script), *args]
+    else:  # --tee 3: every rank's stdout and stderr on ours, each line prefixed with its rank
+        command = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={np}", "--tee", "3",
+                   str(script), *args]
     run_env = {**os.environ, **(env or {})}
     run_env.update(OMP_NUM_THREADS=str(threads_per_rank), PYTHONUNBUFFERED="1")
     run_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logs
@@ -189,7 +206,7 @@ def launch(script: str | Path, args=(), np: int = 2, out: str | Path | None = No
         os.killpg(proc.pid, signal.SIGKILL)  # horovodrun and every worker it started
         output, _ = proc.communicate()
         per_rank, _ = split_by_rank(output)
-        raise HorovodRunError(f"Horovod job {script.name} (-np {np}) did not finish within {timeout:.0f} s "
+        raise HorovodRunError(f"{launcher} job {script.name} (-np {np}) did not finish within {timeout:.0f} s "
                               f"and was killed. Ranks that printed something: {sorted(per_rank)}.",
                               returncode=None, output=output) from None
     seconds = time.time() - start
@@ -198,8 +215,8 @@ def launch(script: str | Path, args=(), np: int = 2, out: str | Path | None = No
         rank, code = failed_rank(output)
         tail = "\n".join(per_rank.get(rank, [])[-8:]) if rank is not None else output[-1500:]
         who = f"rank {rank} died with {_describe_exit(code)}" if rank is not None else \
-            f"horovodrun exited with code {proc.returncode}"
-        raise HorovodRunError(f"Horovod job {script.name} (-np {np}) failed: {who}. Last output:\n{tail}",
+            f"{launcher} exited with code {proc.returncode}"
+        raise HorovodRunError(f"{launcher} job {script.name} (-np {np}) failed: {who}. Last output:\n{tail}",
                               rank=rank, returncode=proc.returncode, output=output)
     results = read_results(out, np) if out is not None else []
     return RunResult(command=command, np=np, seconds=seconds, output=output, per_rank=per_rank,

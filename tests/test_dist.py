@@ -13,6 +13,7 @@ from dlcourse import data, dist
 pytest.importorskip("horovod.torch", reason="Horovod with PyTorch is not installed (run `make lab`)")
 
 TORCH_SCRIPT = dist.SCRIPTS / "hvd_train_torch.py"
+DDP_SCRIPT = dist.SCRIPTS / "ddp_train_torch.py"
 TINY = ["--train-size", "1024", "--test-size", "200", "--epochs", "1", "--dtype", "float64"]
 
 
@@ -51,6 +52,17 @@ def test_output_parsing():
     per_rank, launcher = dist.split_by_rank(out)
     assert per_rank == {0: ["hello", "bye"], 1: ["oops"]} and len(launcher) == 1
     assert dist.failed_rank(out) == (1, 3) and dist.failed_rank("all good") == (None, None)
+
+
+def test_torchrun_output_parsing():
+    out = ("[default0]:hello\n[default1]:oops\nW1130 launcher line\n"
+           "Root Cause (first observed failure):\n[0]:\n  time      : 2026-11-30_14:30:48\n"
+           "  host      : localhost\n  rank      : 1 (local_rank: 1)\n  exitcode  : 3 (pid: 20488)\n")
+    per_rank, launcher = dist.split_by_rank(out)
+    assert per_rank == {0: ["hello"], 1: ["oops"]} and launcher[0] == "W1130 launcher line"
+    assert dist.failed_rank(out) == (1, 3)
+    with pytest.raises(ValueError, match="launcher"):
+        dist.launch(TORCH_SCRIPT, launcher="mpirun")
 
 
 # --------------------------------------------------------------------------- real jobs
@@ -114,3 +126,28 @@ def test_keras3_distributed_optimizer_diverges_while_the_tape_stays_in_sync(tmp_
     assert res["DistributedGradientTape: after"] == 0.0, "the supported path must keep ranks identical"
     # If this fails, Horovod's Keras wrapper works again: update notebook 13 and ENV notes.
     assert res["keras DistributedOptimizer: after"] > 1e-3, "Keras 3 + hvd.DistributedOptimizer stayed in sync"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_torchrun_ddp_gives_the_horovod_weights(tmp_path):
+    needs_data()
+    ddp = dist.launch(DDP_SCRIPT, TINY, np=2, out=tmp_path / "ddp", timeout=150, launcher="torchrun")
+    hvd = dist.launch(TORCH_SCRIPT, TINY, np=2, out=tmp_path / "hvd", timeout=150)
+    assert [r["launcher"] for r in ddp.results] == ["torchrun"] * 2 and "epoch 1/1" in ddp.log(0)
+    weights = {name: [np.load(tmp_path / name / f"params_rank{r}.npy") for r in range(2)] for name in ("ddp", "hvd")}
+    np.testing.assert_array_equal(*weights["ddp"])
+    np.testing.assert_allclose(weights["ddp"][0], weights["hvd"][0], rtol=0, atol=1e-10)
+
+
+@pytest.mark.timeout(120)
+def test_torchrun_names_the_rank_that_died(tmp_path):
+    script = tmp_path / "dies.py"
+    script.write_text("import os, time, torch.distributed as td\n"
+                      "td.init_process_group('gloo')\n"
+                      "print('rank', td.get_rank(), 'up', flush=True)\n"
+                      "if td.get_rank() == 1:\n    os._exit(3)\n"
+                      "time.sleep(60)\n")
+    with pytest.raises(dist.HorovodRunError) as err:
+        dist.launch(script, np=2, timeout=100, launcher="torchrun")
+    assert err.value.rank == 1 and "rank 1 died with exit code 3" in str(err.value)
