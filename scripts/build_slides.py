@@ -333,6 +333,7 @@ def code_lines(source: str) -> tuple[list[str], int]:
             skip_open = max(skip_open + line.count("(") + line.count("[") - line.count(")") - line.count("]"), 0)
             continue
         kept.append(re.sub(r"\s*#\s*noqa.*$", "", line))
+    kept = [line for i, line in enumerate(kept) if line.strip() or (i and kept[i - 1].strip())]   # one blank line
     while kept and not kept[-1].strip():
         kept.pop()
     lines = wrapped(kept)
@@ -397,6 +398,8 @@ def slide_html(slide: Slide) -> str:
         uri, width, height = slide.figure
         img = f'<img src="{uri}" alt="{html.escape(slide.caption or slide.title)}">'
         caption = f'<p class="caption">{inline(slide.caption)}</p>' if slide.caption else ""
+        if beside(width, height):     # drawn at the slide's full height, its text right next to it
+            img = img.replace("<img ", f'<img style="width: {(SLIDE_H - 2 * FIG_PAD_Y) * width // height}px" ')
         body = (f'{img}<div class="side"><h2>{title}</h2>{caption}</div>' if beside(width, height)
                 else f"<h2>{title}</h2>{img}{caption}")
         cls = "figure beside" if beside(width, height) else "figure"
@@ -467,7 +470,8 @@ CSS = f"""/* The lecture decks' style sheet, written by scripts/build_slides.py:
 .reveal th, .reveal td {{ font-size: {BODY_PX - 2}px; padding: 4px 14px; border-bottom: 1px solid #ccc; }}
 .reveal .figure img {{ flex: 1 1 auto; min-height: 0; min-width: 0; object-fit: contain; object-position: left top;
   margin: 0; max-width: 100%; max-height: none; border: 0; box-shadow: none; }}
-.reveal .figure.beside {{ flex-direction: row; padding-top: {FIG_PAD_Y}px; padding-bottom: {FIG_PAD_Y}px; }}
+.reveal .figure.beside {{ flex-direction: row; justify-content: center; padding-top: {FIG_PAD_Y}px; padding-bottom: {FIG_PAD_Y}px; }}
+.reveal .figure.beside img {{ flex: 0 1 auto; }}
 .reveal .figure.beside .side {{ width: {SIDE_W}px; flex: none; display: flex; flex-direction: column; gap: {GAP}px; }}
 .reveal .slide-number {{ font-size: 16px; bottom: 8px; right: auto; left: 8px; }}
 """

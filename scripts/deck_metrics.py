@@ -3,6 +3,7 @@
 
     python scripts/deck_metrics.py                       # every slides/*.slides.html
     python scripts/deck_metrics.py slides/04_xor.slides.html --json metrics.json
+    python scripts/deck_metrics.py --check                # exit 1 when a slide overflows (`make slides`)
 
 For every slide: how far its content runs off the 1280 x 720 slide (down or right, in
 slide pixels), whether it is mostly code (code input covers half of the content height
@@ -49,8 +50,8 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
     const box = s.getBoundingClientRect();
     const bottom = box.top + H * scale, right = box.left + W * scale;
     let down = 0, side = 0, top = Infinity, low = -Infinity;
-    for (const el of s.querySelectorAll('*')) {
-      if (isNote(el)) continue;
+    // every element on the slide; a formula counts as one box, the notes as none
+    for (const el of s.querySelectorAll(':not(aside.notes, aside.notes *, mjx-container *)')) {
       const r = el.getBoundingClientRect();
       if (r.width === 0 && r.height === 0) continue;
       down = Math.max(down, (r.bottom - bottom) / scale);
@@ -157,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("decks", nargs="*", type=Path)
     parser.add_argument("--json", type=Path, help="also write every slide's measurements here")
+    parser.add_argument("--check", action="store_true", help="fail when a slide overflows or navigation is not linear")
     args = parser.parse_args(argv)
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        print("[slides] Chromium and ChromeDriver are not installed: decks not measured", file=sys.stderr)
+        return 1 if args.check else 0
     decks = args.decks or sorted((ROOT / "slides").glob("*.slides.html"))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name.split('.')[0]} | " + " | ".join(str(v) for v in summary(result).values()) + " |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    return 0
+    found = [f"{name}: {problem}" for name, result in results.items() for problem in problems(result)]
+    print("\n".join(found) or "no slide overflows, and right arrow visits every slide in order")
+    return 1 if args.check and found else 0
 
 
 if __name__ == "__main__":
