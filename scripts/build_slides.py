@@ -82,7 +82,7 @@ PROGRESS = re.compile(r"\d+%\|.*\||it/s\]|s/it\]")
 
 def cont(title: str) -> str:
     """The title of a slide that continues another."""
-    return re.sub(r"\s*\(cont\.\)$", "", title) + " (cont.)"
+    return title.removesuffix(" (cont.)") + " (cont.)"
 
 
 def inline(text: str) -> str:
@@ -212,15 +212,14 @@ class Deck:
         # The lead: a short sentence from the first two paragraphs of a section.
         self.lead_tries = 2 if level > 1 and not LIST_SECTIONS.match(text) else 0
 
-    def show(self, block_html: str, height: float) -> bool:
+    def show(self, block_html: str, height: float) -> None:
         """Put a block on the current text slide, or on a new one when it does not fit."""
         cur = self.current
         if cur.kind == "title" and cur.used() + height + GAP > BUDGET:
-            return False                        # the title slide stays one slide; the rest is in its notes
+            return                              # the title slide stays one slide; the rest is in its notes
         if cur.kind == "figure" or (cur.blocks and cur.used() + height + GAP > BUDGET):
             self.slides.append(Slide(cont(cur.title), section=cur.section))
         self.current.blocks.append((block_html, height))
-        return True
 
     def note(self, text: str) -> None:
         if self.slides and text.strip():
@@ -254,7 +253,8 @@ class Deck:
         elif kind == "math" and cur.kind != "title" and math_glyphs(text) <= MATH_GLYPHS and "\\begin" not in text:
             self.show(f'<div class="math">{html.escape(text.strip(), quote=False)}</div>', 110)
         elif kind == "table" and len(text.splitlines()) <= 8 and max(map(len, text.splitlines())) <= 110:
-            self.show(md_html(text), (len(text.splitlines()) - 1) * (BODY_PX * LINE + 12))
+            rows = [row for row in text.splitlines() if not re.match(r"^[\s|:-]+$", row)]   # not the --- rule
+            self.show(md_html(text), sum(text_height(row, BODY_PX - 2) + 10 for row in rows))
         elif kind == "list" and (cur.kind == "title" or LIST_SECTIONS.match(cur.title)):
             for item in list_items(text)[:TITLE_ITEMS if cur.kind == "title" else None]:
                 short = item if words(item) <= ITEM_WORDS else first_sentence(item)
@@ -284,7 +284,7 @@ class Deck:
         for out in cell.get("outputs", []):
             for uri in images(out, widget_images):
                 width, height = image_size(uri)
-                self.slides.append(Slide(re.sub(r"\s*\(cont\.\)$", "", self.current.title), "figure",
+                self.slides.append(Slide(self.current.title.removesuffix(" (cont.)"), "figure",
                                          figure=(uri, width, height), section=self.current.section))
                 if "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
                     self.current.caption = "A still image of the interactive demo: it is live in the notebook."
