@@ -19,8 +19,9 @@ the same for authors):
   output goes to the notes, unless the cell is tagged ``slide-code`` or ``slide-output``.
   Progress bars and stderr never show.
 - Each figure gets a slide of its own, as large as the slide allows, under the section's
-  title and above its caption: the first sentence of the markdown that follows it. An
-  interactive widget becomes its stored still image and a note.
+  title and above its caption: the first sentence of the markdown that follows it, unless
+  that speaks of the notebook's layout ("the cell above"; such a lead is not used either).
+  An interactive widget becomes its stored still image and a note.
 - Whatever does not fit the slide's height estimate continues on a next slide.
 
 Other tags: ``notes`` (notes only) and ``slide-skip`` (nothing of the cell in the deck).
@@ -73,7 +74,8 @@ TITLE_ITEMS = 4                               # "What you will learn" items on t
 SKIPPED_SECTIONS = re.compile(r"^(\d+[a-z]?\s*·\s*)?(setup|targets?)\b", re.I)
 LIST_SECTIONS = re.compile(r"^(\d+[a-z]?\s*·\s*)?(recap|summary|exercises?|what you will learn)\b", re.I)
 # Sentences written for a reader of the notebook, not for a room.
-READER_WORDS = re.compile(r"\b(below|above|this cell|the cell|next cell|printed|scroll)\b", re.I)
+READER_WORDS = re.compile(r"\bcells?\b|\b(printed|shown|table|plot|figure|output|line|list|code)s? (above|below)\b"
+                          r"|\b(above|below)[:,]|\bscroll", re.I)
 NOT_ON_SLIDES = re.compile(r"^\s*(#\s*NBVAL_\w+|assert\b|plt\.show\(\)|%)")
 PROGRESS = re.compile(r"\d+%\|.*\||it/s\]|s/it\]")
 
@@ -244,7 +246,7 @@ class Deck:
         cur = self.current
         sentence = first_sentence(text) if kind == "para" else ""
         if kind == "para" and cur.kind == "figure" and not cur.caption:
-            cur.caption = sentence if words(sentence) <= CAPTION_WORDS else ""
+            cur.caption = sentence if words(sentence) <= CAPTION_WORDS and not READER_WORDS.search(sentence) else ""
         elif kind == "para" and self.lead_tries > 0 and not cur.blocks:
             self.lead_tries -= 1
             if (words(sentence) <= LEAD_WORDS and sentence[-1:] in ".!?" and not READER_WORDS.search(sentence)):

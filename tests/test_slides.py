@@ -154,7 +154,7 @@ def test_prose_goes_to_the_notes_and_a_short_first_sentence_leads():
     nb = _notebook(
         _md("## 1 · A section\n\nGradient descent steps against the gradient. It keeps going until "
             "the loss stops falling, which can take a while.\n\n" + long_paragraph + "\n\n$$L = w^2$$"),
-        _md("## 2 · Another\n\n" + long_paragraph + "\n\nAs printed below, it converges."))
+        _md("## 2 · Another\n\n" + long_paragraph + "\n\nAs printed below, it converges. The cell above shows it."))
     first, second = (build_slides.slide_html(s) for s in build_slides.deck_slides(nb))
     shown, notes = first.split("<aside")
     assert '<p class="lead">Gradient descent steps against the gradient.</p>' in shown
