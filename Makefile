@@ -76,7 +76,9 @@ notebooks: horovod
 clean:
 	rm -rf reports .pytest_cache
 
-# Rebuild the reveal.js decks in slides/ from the notebooks' stored outputs (nothing is executed).
+# Rebuild the reveal.js decks in slides/ from the notebooks' stored outputs (nothing is executed),
+# then open each in headless Chromium: the build fails when a slide overflows.
 .PHONY: slides
 slides: setup
 	$(BIN)/python scripts/build_slides.py
+	$(BIN)/python scripts/deck_metrics.py --check

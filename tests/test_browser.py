@@ -4,6 +4,9 @@
    see the plot change, with no JavaScript error in the browser console.
 2. A slide deck opened from disk (file://): reveal.js starts, slides advance, a figure
    and the maths render, all without a network.
+3. Every deck, slide by slide (scripts/deck_metrics.py): nothing runs off a slide, right
+   arrow visits every slide in order, text and code are large enough to read from the back
+   of a room, and figures fill the slide. A deck made to overflow is caught.
 
 Screenshots of both go to reports/screenshots/. The tests are skipped only where
 Chromium or ChromeDriver is not installed (CI installs both: see .ci/run).
@@ -22,9 +25,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import importlib.util
+
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("deck_metrics", ROOT / "scripts" / "deck_metrics.py")
+deck_metrics = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(deck_metrics)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = ROOT / "reports" / "screenshots"
@@ -234,3 +242,63 @@ def test_slide_deck_opens_from_disk_and_shows_a_figure(browser):
     screenshot(browser, "deck_01_first_figure.png")
     errors = console_errors(browser)
     assert not errors, f"JavaScript errors in the console: {errors}"
+
+
+def _needs_reveal():
+    if not (ROOT / "slides" / "reveal.js" / "dist" / "reveal.js").exists():
+        pytest.skip("slides/reveal.js/ is not installed (`make setup` installs it with npm)")
+
+
+# What a deck must give a presenter (the 1280 x 720 slide's pixels).
+MIN_BODY_PX, MIN_CODE_PX = 28, 24
+MAX_MOSTLY_CODE = 0.10          # share of all slides whose visible area is mostly code
+
+
+@pytest.mark.timeout(600)
+def test_every_deck_fits_its_slides_and_right_arrow_visits_them_all(browser):
+    """One page load per deck; every slide measured (deck_metrics.MEASURE), then walked with right arrow."""
+    _needs_reveal()
+    decks = sorted((ROOT / "slides").glob("*.slides.html"))
+    assert decks, "no decks: run `make slides`"
+    found, slides = [], []
+    for deck in decks:
+        result = deck_metrics.measure_deck(browser, deck)
+        found += [f"{deck.name}: {problem}" for problem in deck_metrics.problems(result)]
+        for i, s in enumerate(result["slides"]):
+            where = f"{deck.name}: slide {i + 1} ({s['title'].strip()[:50]!r})"
+            if s["body_px"] < MIN_BODY_PX or s["code_px"] < MIN_CODE_PX:
+                found.append(f"{where}: text {s['body_px']} px, code {s['code_px']} px")
+            for f in s["figures"]:
+                # as wide as half the slide, or as tall as the slide allows (a tall figure)
+                if f["width"] < 0.5 and f["height"] < 0.95:
+                    found.append(f"{where}: a figure drawn {f['width']:.0%} of the slide wide")
+        slides += result["slides"]
+        errors = console_errors(browser)
+        assert not errors, f"{deck.name}: JavaScript errors in the console: {errors}"
+    assert not found, "\n".join(found)
+    mostly_code = sum(s["mostly_code"] for s in slides)
+    assert mostly_code <= MAX_MOSTLY_CODE * len(slides), f"{mostly_code} of {len(slides)} slides are mostly code"
+
+
+@pytest.mark.timeout(120)
+def test_the_deck_check_catches_overflow_and_vertical_stacks(browser, tmp_path):
+    """A deck with a slide too long, a code line too wide and a vertical stack fails, naming each slide."""
+    _needs_reveal()
+    for asset in ("reveal.js", "mathjax", "deck.css"):
+        (tmp_path / asset).symlink_to(ROOT / "slides" / asset)
+    html = (ROOT / "slides" / "01_linear_regression.slides.html").read_text(encoding="utf-8")
+    long_code = "\n".join(f"x{i} = {i}" for i in range(40))
+    wide = "<pre style='white-space: pre; overflow-x: auto'>" + "y = 1 + " * 60 + "</pre>"
+    extra = (f'<section><div class="slide text"><h2>Too long</h2><pre class="code">{long_code}</pre></div></section>'
+             f'<section><div class="slide text"><h2>Too wide</h2>{wide}</div></section>'
+             '<section><section><div class="slide text"><h2>Stacked</h2></div></section>'
+             '<section><div class="slide text"><h2>Below</h2></div></section></section>')
+    deck = tmp_path / "broken.slides.html"
+    deck.write_text(html.replace('<div class="reveal"><div class="slides">',
+                                 '<div class="reveal"><div class="slides">' + extra, 1), encoding="utf-8")
+    found = deck_metrics.problems(deck_metrics.measure_deck(browser, deck))
+    assert any(p.startswith("slide 1 ('Too long') runs") and "bottom" in p for p in found), found
+    assert any(p.startswith("slide 2 ('Too wide') runs") and "right" in p for p in found), found
+    assert any("right arrow does not visit every slide" in p for p in found), found
+    assert any("nested vertically" in p for p in found), found
+    assert not any(p.startswith(("slide 5 ", "slide 6 ")) for p in found), found   # the deck's own slides fit
