@@ -68,8 +68,16 @@ TARGETS = {
         "two losses − softmax, TAR at FAR 1e-2": (
             'results["softmax + center"]["TAR@1e-2"] - results["softmax"]["TAR@1e-2"]', ">", 0.0),
     },
+    "16_sequences_and_translation": {
+        "hand LSTM vs torch.nn.LSTM and Keras LSTM, largest difference": ("max(lstm_errors.values())", "<", 1e-6),
+        "seq2seq with attention, exact match on held-out dates": ('exact["attention"]', ">=", 0.95),
+        "with attention − without, exact match": ('exact["attention"] - exact["no attention"]', ">", 0.0),
+    },
     "17_active_learning": {   # runs its own SEEDS list; a reseed changes little beyond the learners
         "margin sampling, worst seed's labels / N": ("max(needed['margin']) / N", "<=", 0.6),
+    },
+    "18_object_detection": {   # a reseed changes the training regions' jitter, the head's and the grid net's training
+        "better detector's AP@0.5 on held-out canvases": ("max(ap.values())", ">=", 0.90),
     },
 }
 SEED_PATTERNS = [r"(seed_everything\()0(\))", r"(set_random_seed\()0(\))", r"(manual_seed\()0(\))", r"(\bseed=)0(\b)"]

@@ -373,6 +373,119 @@ def make_digit_pairs(X, y, numbers, per_number: int, seed: int = 0):
     return np.concatenate(images), np.repeat(numbers, per_number)
 
 
+def make_digit_canvases(X, y, n: int, size: int = 64, max_digits: int = 4, digit_size=(14, 28),
+                        max_iou: float = 0.0, seed: int = 0):
+    """Canvases of several handwritten digits at random places and sizes, with their boxes (notebooks/18).
+
+    Each of the ``n`` canvases is a black ``size x size`` image with 1 to ``max_digits`` digits
+    (each count equally likely). A digit is a random image of ``X: (N, H, W)`` uint8 (labels
+    ``y: (N,)``; MNIST's training images for training canvases, its test images for held-out
+    ones) cut to its ink, rescaled (bilinear) so that its height is a random whole number of
+    pixels in ``digit_size = (low, high)`` (or one less, where a faint edge rounds to 0), its
+    width keeping the aspect ratio (at most ``size``), and pasted at a random place; where two
+    digits meet, the brighter pixel wins.
+    A place is accepted only if the digit's box overlaps every box already on the canvas by
+    an IoU (intersection over union: the area they share over the area they cover) of at most
+    ``max_iou``; with the default 0 boxes never overlap, though they may touch. A digit that
+    finds no such place in 100 random tries is left out, and so is a blank image (no ink to
+    box), so a crowded canvas may hold fewer digits than were drawn for it.
+
+    Returns ``images: (n, size, size)`` uint8 and two lists of ``n`` arrays: ``boxes[i]:
+    (k_i, 4)`` int64, one row ``(x0, y0, x1, y1)`` per digit of canvas ``i``, and
+    ``labels[i]: (k_i,)`` int64, those digits (0-9), in the order they were placed. A box is
+    tight around its digit's ink (pixels > 0) and half-open like a slice: the digit is
+    ``images[i, y0:y1, x0:x1]``, ``x1 - x0`` pixels wide and ``y1 - y0`` high.
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim != 3 or len(X) != len(y) or len(X) == 0:
+        raise ValueError(f"X must be (N, H, W) images with one label each; got X {X.shape}, y {y.shape}")
+    if n < 1 or max_digits < 1:
+        raise ValueError(f"n and max_digits must be at least 1; got n={n}, max_digits={max_digits}")
+    low, high = digit_size
+    if not 2 <= low <= high <= size:
+        raise ValueError(f"digit_size must be (low, high) with 2 <= low <= high <= size={size}; got {digit_size}")
+    if not 0 <= max_iou < 1:
+        raise ValueError(f"max_iou must be in [0, 1); got {max_iou}")
+    rng = _rng(seed)
+    counts = rng.integers(1, max_digits + 1, size=n)
+    picks = rng.integers(len(X), size=(n, max_digits))              # slot s of canvas i is drawn if s < counts[i]
+    heights = rng.integers(low, high + 1, size=(n, max_digits))
+    tries = rng.random((n, max_digits, 100, 2))                      # candidate places, as fractions of the room
+    drawn = np.arange(max_digits) < counts[:, None]
+    slots = np.flatnonzero(drawn.ravel())
+    patches = dict(zip(slots, _rescale_to_ink(X[picks.ravel()[slots]], heights.ravel()[slots], size)))
+    shapes = np.zeros((n * max_digits, 2), np.int64)
+    shapes[slots] = [p.shape if p is not None else (0, 0) for p in patches.values()]
+    shapes = shapes.reshape(n, max_digits, 2)
+    placed = np.zeros((n, max_digits, 4), np.int64)
+    used = np.zeros((n, max_digits), bool)
+    for s in range(max_digits):                                      # every canvas at once, one digit at a time
+        h, w = shapes[:, s, :1], shapes[:, s, 1:]
+        x0 = (tries[:, s, :, 0] * (size - w + 1)).astype(np.int64)  # (n, 100)
+        y0 = (tries[:, s, :, 1] * (size - h + 1)).astype(np.int64)
+        candidates = np.stack([x0, y0, x0 + w, y0 + h], axis=-1)   # (n, 100, 4)
+        clash = (_pairwise_iou(candidates, placed[:, :s]) > max_iou) & used[:, None, :s]
+        free = ~clash.any(-1)                                        # (n, 100)
+        placed[:, s] = candidates[np.arange(n), free.argmax(1)]      # the first free place
+        used[:, s] = drawn[:, s] & free.any(1) & (h[:, 0] > 0)
+    images = np.zeros((n, size, size), np.uint8)
+    for i, s in zip(*np.nonzero(used)):
+        x0, y0, x1, y1 = placed[i, s]
+        np.maximum(images[i, y0:y1, x0:x1], patches[i * max_digits + s], out=images[i, y0:y1, x0:x1])
+    boxes = [placed[i, used[i]] for i in range(n)]
+    labels = [y[picks[i, used[i]]].astype(np.int64) for i in range(n)]
+    return images, boxes, labels
+
+
+def _pairwise_iou(a, b):
+    """IoU of boxes ``a: (n, p, 4)`` with boxes ``b: (n, q, 4)``, canvas by canvas: ``(n, p, q)``."""
+    iw = np.minimum(a[:, :, None, 2], b[:, None, :, 2]) - np.maximum(a[:, :, None, 0], b[:, None, :, 0])
+    ih = np.minimum(a[:, :, None, 3], b[:, None, :, 3]) - np.maximum(a[:, :, None, 1], b[:, None, :, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a[:, :, None] + area_b[:, None, :] - inter, 1)
+
+
+def _rescale_to_ink(X, heights, max_width: int, chunk: int = 4096) -> list:
+    """Each image of ``X: (m, H, W)`` cut to its ink, resized (bilinear, pixel centres aligned)
+    to ``heights[j]`` rows and the width that keeps its aspect ratio (at most ``max_width``),
+    and trimmed to its ink again; a list of uint8 patches, ``None`` for a blank image."""
+    m, H, W = X.shape
+    rows, cols = X.any(axis=2), X.any(axis=1)
+    r0, c0 = rows.argmax(1), cols.argmax(1)                                  # first ink row and column
+    ink_h = np.maximum(H - rows[:, ::-1].argmax(1) - r0, 1)
+    ink_w = np.maximum(W - cols[:, ::-1].argmax(1) - c0, 1)
+    widths = np.clip(np.rint(ink_w * heights / ink_h), 1, max_width).astype(np.int64)
+
+    def resampling(n_out, start, n_in, length, size_in):
+        # (c, length, size_in): row t holds the two bilinear weights of output pixel t (zero past n_out)
+        t = np.clip((np.arange(length) + 0.5) * (n_in / n_out)[:, None] - 0.5, 0, (n_in - 1)[:, None])
+        i0 = np.floor(t).astype(np.int64)
+        i1 = np.minimum(i0 + 1, (n_in - 1)[:, None])
+        inside = (np.arange(length) < n_out[:, None]).astype(np.float32)
+        frac = (t - i0).astype(np.float32) * inside
+        R = np.zeros((len(n_out), length, size_in), np.float32)
+        c, o = np.indices(i0.shape)
+        R[c, o, start[:, None] + i1] = frac
+        R[c, o, start[:, None] + i0] += inside - frac
+        return R
+
+    Hout, Wout = int(heights.max()), int(widths.max())
+    patches = []
+    for lo in range(0, m, chunk):
+        part = slice(lo, lo + chunk)
+        Ry = resampling(heights[part], r0[part], ink_h[part], Hout, H)       # (c, Hout, H)
+        Rx = resampling(widths[part], c0[part], ink_w[part], Wout, W)        # (c, Wout, W)
+        out = np.rint(Ry @ X[part].astype(np.float32) @ Rx.transpose(0, 2, 1)).astype(np.uint8)
+        rows_ink, cols_ink = out.any(2), out.any(1)
+        top, bottom = rows_ink.argmax(1), Hout - rows_ink[:, ::-1].argmax(1)
+        left, right = cols_ink.argmax(1), Wout - cols_ink[:, ::-1].argmax(1)
+        patches += [out[j, top[j]:bottom[j], left[j]:right[j]] if rows_ink[j].any() else None
+                    for j in range(len(out))]
+    return patches
+
+
 # Human-written dates for sequence-to-sequence translation (notebooks/16, lab09).
 MONTHS = {
     "en": ["january", "february", "march", "april", "may", "june", "july", "august",

@@ -280,6 +280,80 @@ def test_digit_pairs_put_the_right_digits_side_by_side():
         data.make_digit_pairs(X[y < 5], y[y < 5], [17], 2)
 
 
+def test_digit_canvases_box_every_digit_tightly_with_its_label():
+    y = np.arange(40) % 10
+    X = np.zeros((40, 28, 28), np.uint8)
+    X[:, 4:24, 9:19] = (20 * (y + 1))[:, None, None]   # solid "digits" whose brightness says their label
+    images, boxes, labels = data.make_digit_canvases(X, y, 300, size=48, max_digits=3, digit_size=(10, 20), seed=4)
+    assert images.shape == (300, 48, 48) and images.dtype == np.uint8
+    assert len(boxes) == len(labels) == 300
+    counts = [len(b) for b in boxes]
+    assert min(counts) >= 1 and max(counts) == 3 and sum(counts) > 450
+    heights = []
+    for image, b, lab in zip(images, boxes, labels):
+        assert b.dtype == np.int64 and b.shape == (len(lab), 4) and lab.dtype == np.int64
+        assert (b[:, :2] >= 0).all() and (b[:, 2:] <= 48).all() and (b[:, 2:] > b[:, :2]).all()
+        rest = image.copy()
+        for (x0, y0, x1, y1), digit in zip(b, lab):
+            # tight: the box holds only its own digit, ink reaching every edge
+            np.testing.assert_array_equal(image[y0:y1, x0:x1], 20 * (digit + 1))
+            rest[y0:y1, x0:x1] = 0
+            heights.append(y1 - y0)
+        assert not rest.any()                           # no ink outside the boxes
+        for i in range(len(b)):                         # max_iou=0: no two boxes share any area
+            for j in range(i):
+                assert min(b[i, 2], b[j, 2]) <= max(b[i, 0], b[j, 0]) or min(b[i, 3], b[j, 3]) <= max(b[i, 1], b[j, 1])
+    assert min(heights) >= 9 and max(heights) == 20
+    again = data.make_digit_canvases(X, y, 300, size=48, max_digits=3, digit_size=(10, 20), seed=4)
+    np.testing.assert_array_equal(images, again[0])
+    assert all((p == q).all() for p, q in zip(boxes, again[1])) and all((p == q).all() for p, q in zip(labels, again[2]))
+    assert not np.array_equal(images, data.make_digit_canvases(X, y, 300, size=48, max_digits=3,
+                                                               digit_size=(10, 20), seed=5)[0])
+    blank = data.make_digit_canvases(np.zeros_like(X), y, 5, seed=4)          # no ink, nothing to box
+    assert not blank[0].any() and all(len(b) == 0 for b in blank[1])
+
+
+def test_digit_canvases_on_real_digits_are_tight_and_may_overlap_when_allowed():
+    real_data_dir()
+    _, (X, y) = data.load_mnist("mnist")
+    images, boxes, labels = data.make_digit_canvases(X[:500], y[:500], 200, max_iou=0.2, seed=0)
+    assert images.shape == (200, 64, 64)
+    overlapping = 0
+    for image, b in zip(images, boxes):
+        for x0, y0, x1, y1 in b:
+            crop = image[y0:y1, x0:x1]
+            assert crop[0].any() and crop[-1].any() and crop[:, 0].any() and crop[:, -1].any()
+            assert 13 <= y1 - y0 <= 28
+        if len(b) == 1:
+            x0, y0, x1, y1 = b[0]
+            assert image.sum() == image[y0:y1, x0:x1].sum()
+        iw = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
+        ih = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
+        inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        iou = inter / (area[:, None] + area[None, :] - inter)
+        np.fill_diagonal(iou, 0)
+        assert iou.max() <= 0.2
+        overlapping += int(iou.max() > 0)
+    assert overlapping > 0
+
+
+def test_digit_canvases_refuse_bad_arguments():
+    X, y = np.ones((10, 28, 28), np.uint8), np.arange(10)
+    with pytest.raises(ValueError, match="one label each"):
+        data.make_digit_canvases(X, y[:5], 3)
+    with pytest.raises(ValueError, match="digit_size"):
+        data.make_digit_canvases(X, y, 3, size=32, digit_size=(14, 40))
+    with pytest.raises(ValueError, match="digit_size"):
+        data.make_digit_canvases(X, y, 3, digit_size=(20, 14))
+    with pytest.raises(ValueError, match="at least 1"):
+        data.make_digit_canvases(X, y, 0)
+    with pytest.raises(ValueError, match="at least 1"):
+        data.make_digit_canvases(X, y, 3, max_digits=0)
+    with pytest.raises(ValueError, match="max_iou"):
+        data.make_digit_canvases(X, y, 3, max_iou=1.0)
+
+
 def test_make_dates_are_readable_once_and_held_out_by_date():
     import datetime as dt
     sources, targets = data.make_dates(2000, seed=0)
