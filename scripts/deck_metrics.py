@@ -96,8 +96,8 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
 """
 
 
-def start_browser(profile: Path):
-    """A headless Chromium with an empty profile that never reaches the network."""
+def start_browser(profile: Path, window: tuple[int, int] = (1280, 800)):
+    """A headless Chromium with an empty profile that never reaches the network (tests/test_browser.py too)."""
     os.environ["SE_OFFLINE"] = "true"   # Selenium must use the given driver, never download one
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -105,7 +105,7 @@ def start_browser(profile: Path):
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,800", "--no-first-run", "--disable-sync", "--disable-extensions",
+                f"--window-size={window[0]},{window[1]}", "--no-first-run", "--disable-sync", "--disable-extensions",
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-default-apps", f"--user-data-dir={profile}"):
         opts.add_argument(arg)

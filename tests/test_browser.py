@@ -33,8 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("deck_metrics", ROOT / "scripts" / "deck_metrics.py")
 deck_metrics = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(deck_metrics)
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM, CHROMEDRIVER = deck_metrics.CHROMIUM, deck_metrics.CHROMEDRIVER
 SCREENSHOTS = ROOT / "reports" / "screenshots"
 NOTEBOOK = "01_linear_regression.ipynb"
 DECK = ROOT / "slides" / "01_linear_regression.slides.html"
@@ -49,22 +48,8 @@ pytestmark = [
 @pytest.fixture
 def browser(tmp_path, monkeypatch):
     """A headless Chromium with an empty profile that never reaches the network."""
-    # Selenium must use the given driver, never download one (Selenium Manager).
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", "--no-first-run", "--disable-sync", "--disable-extensions",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-default-apps", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
-    driver.set_script_timeout(120)
-    driver.set_page_load_timeout(60)
+    monkeypatch.setenv("SE_OFFLINE", "true")   # restored after the test (start_browser sets it too)
+    driver = deck_metrics.start_browser(tmp_path / "chromium-profile", window=(1400, 1000))
     try:
         yield driver
     finally:
