@@ -74,24 +74,46 @@ def conv_tables(r: dict) -> list[tuple[str, list, list]]:
 
 
 def scaling_tables(r: dict) -> list[tuple[str, list, list]]:
-    ips = r["images_per_s"]
-    runs = [["1", fmt_spread(ips.get("1") or ips.get(1)), "100% (reference point)"],
-            ["2", fmt_spread(ips.get("2") or ips.get(2)), _pct_spread(r["efficiency_2"])]]
+    tables = []
+    if r.get("ladder"):
+        rows = []
+        for number, rung in enumerate(r["ladder"]):
+            ips = rung["images_per_s"]
+            rows.append([str(number), ("" if number == 0 else "+ ") + rung["change"], str(rung["batch_per_rank"]),
+                         fmt_spread(ips.get("1") or ips.get(1)), fmt_spread(ips.get("2") or ips.get(2)),
+                         fmt_spread(rung["wait_ms_2"], " ms"), _pct_spread(rung["efficiency_2"])])
+        synth = r.get("synthetic")
+        if synth:
+            rows.append(["-", f"Horovod's pytorch_synthetic_benchmark configuration: {synth['config']}", "32",
+                         fmt_spread(spread(x["images_per_s_total"] for x in synth["runs"].get("1") or synth["runs"].get(1, []))),
+                         fmt_spread(spread(x["images_per_s_total"] for x in synth["runs"].get("2") or synth["runs"].get(2, []))),
+                         "-", _pct_spread(synth["efficiency_2"])])
+        tables.append((f"scripts/hvd_train_torch.py, one epoch of 30,000-60,000 MNIST images (at least 29 steps), "
+                       f"{r['threads_per_rank']} thread per rank, weak scaling (the batch per rank fixed); each rung "
+                       f"adds one change to the last rung kept; {r['repeats']} round(s) of a 1- and a 2-process run "
+                       "per rung; efficiency: median 2-process throughput over twice the median 1-process one "
+                       "(min-max of the rounds)",
+                       ["rung", "change", "images per rank", "images/s, 1 process", "images/s, 2 processes",
+                        "wait in step(), 2 processes", "efficiency"], rows))
+    else:   # results saved before the ladder existed
+        ips = r["images_per_s"]
+        tables.append((f"scripts/hvd_train_torch.py, {r['threads_per_rank']} thread per rank, 64 images per rank",
+                       ["processes", "images/s (all ranks)", "efficiency"],
+                       [["1", fmt_spread(ips.get("1") or ips.get(1)), "100% (reference point)"],
+                        ["2", fmt_spread(ips.get("2") or ips.get(2)), _pct_spread(r["efficiency_2"])]]))
     fit_note = "" if r.get("fit_ok", True) else " (meaningless fit: timings too noisy)"
     model = [["alpha (latency per ring step)", f"{fmt_num(r['alpha_s'] * 1e6)} us{fit_note}"],
              ["1/beta (bandwidth per worker)", f"{fmt_num(r['bandwidth_gb_s'])} GB/s"],
-             ["model's efficiency at 2 processes for this CNN", _pct(r["model_efficiency_2_here"])],
-             ["measured efficiency at 2 processes", _pct_spread(r["efficiency_2"])]]
+             ["model's efficiency at 2 processes for notebook 13's job", _pct(r["model_efficiency_2_here"])],
+             ["measured efficiency at 2 processes (rung 0)", _pct_spread(r["efficiency_2"])]]
     gpus = r["gpus"]
     pred = [[name, *[_pct(e, 3) for e in effs]] for name, effs in r["predictions"].items()]
-    return [(f"scripts/hvd_train_torch.py, {r['threads_per_rank']} thread per rank, 64 images per rank per step "
-             f"(weak scaling), {r['repeats']} run(s) per process count",
-             ["processes", "images/s (all ranks)", "efficiency"], runs),
-            ("Alpha-beta fit of scripts/allreduce_bench.py (2 processes, this machine)", ["quantity", "value"], model),
-            (f"Predicted efficiency, ResNet-50 ({fmt_num(r['resnet50_bytes'] / 1e6)} MB of gradients), "
-             f"{fmt_num(r['t_compute_s'] * 1e3)} ms of compute per step, {_pct(r['overlap'])} overlap; "
-             f"Horovod published ~{_pct(r['horovod_published_512'])} at 512 GPUs on 25 GbE",
-             ["interconnect", *[str(g) for g in gpus]], pred)]
+    return tables + [
+        ("Alpha-beta fit of scripts/allreduce_bench.py (2 processes, this machine)", ["quantity", "value"], model),
+        (f"Predicted efficiency, ResNet-50 ({fmt_num(r['resnet50_bytes'] / 1e6)} MB of gradients), "
+         f"{fmt_num(r['t_compute_s'] * 1e3)} ms of compute per step, {_pct(r['overlap'])} overlap; "
+         f"Horovod published ~{_pct(r['horovod_published_512'])} at 512 GPUs on 25 GbE",
+         ["interconnect", *[str(g) for g in gpus]], pred)]
 
 
 def _pct_spread(s: dict | None) -> str:
@@ -240,9 +262,17 @@ def findings(results: dict) -> list[str]:
         i512 = sc["gpus"].index(512) if 512 in sc["gpus"] else None
         model_text = (f"the alpha-beta model fitted on this machine's loopback predicts {_pct(m2)}" if m2 is not None
                       else "the alpha-beta fit of this run's allreduce timings is meaningless: too noisy")
-        text = (f"**Scaling:** 2 Horovod processes reach {_pct(e2)} of twice the 1-process throughput here "
-                f"({model_text}); two ranks on two cores share the memory bandwidth, and each small step waits "
-                "for an allreduce through Gloo.")
+        text = (f"**Scaling:** notebook 13's job (64 images per rank) reaches {_pct(e2)} of twice the 1-process "
+                f"throughput on 2 processes here ({model_text}).")
+        if sc.get("ladder"):
+            steps = "; ".join(f"+ {rung['change']}: {_pct(rung['efficiency_2']['median'])}" for rung in sc["ladder"][1:])
+            tuned, synth = sc["tuned"], sc["synthetic"]["efficiency_2"]["median"]
+            text += (f" One change at a time: {steps}. Tuned (rung {tuned.get('rung', '-')}, every change kept), the course "
+                     "worker reaches "
+                     f"{_pct(tuned['efficiency_2']['median'])} (target {_pct(sc['target_efficiency'])}: "
+                     f"{'met' if tuned['met'] else '**not met**'}); Horovod's own synthetic benchmark configuration "
+                     f"(ResNet-50, 32 images per rank) reaches {_pct(synth)} in the same run, a ratio of "
+                     f"{fmt_num(sc['ratio_course_to_synthetic'], 2)}.")
         load, cores = results.get("load_before"), results.get("machine", {}).get("cores") or 1
         if load is not None and load > cores - 0.5:
             text += (f" The machine was busy (load {load} on {cores} cores), which hurts the 2-process run most: "

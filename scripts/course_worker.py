@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,24 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pin-core", action="store_true",
+                   help="bind each rank (all its threads) to its own CPU core, chosen by its local rank")
     return p
+
+
+def pin_to_core(local_rank: int) -> int:
+    """Bind this process, every thread it has so far, to one CPU core: the ``local_rank``-th of those
+    it may use. Threads started later inherit it. Returns the core.
+
+    On a CPU each rank is a worker the way a GPU is on a GPU node, and it should own its core: left
+    unpinned, the scheduler moves ranks and Horovod's background threads between cores, and a rank
+    that loses its core for a moment holds up the other at the next allreduce (BENCHMARKS.md measures
+    the difference). Call it after ``hvd.init()``, so that Horovod's own threads are pinned too."""
+    cores = sorted(os.sched_getaffinity(0))
+    core = cores[local_rank % len(cores)]
+    for thread in os.listdir("/proc/self/task"):   # Linux: one entry per thread of this process
+        os.sched_setaffinity(int(thread), {core})
+    return core
 
 
 def make_net():

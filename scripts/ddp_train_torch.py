@@ -40,6 +40,8 @@ def main(argv=None):
     else:
         torch.set_num_threads(1)  # DDP: one CPU thread per rank, so ranks do not fight for cores
         device = torch.device("cpu")
+        if args.pin_core:
+            cw.pin_to_core(int(os.environ["LOCAL_RANK"]))  # DDP: each rank owns its core, as it would a GPU
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(args.seed + rank)  # different on purpose: DDP must start everyone from rank 0's weights
     log = print if rank == 0 else (lambda *a, **k: None)  # DDP: only rank 0 prints

@@ -38,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--fail-rank", type=int, default=-1, help="this rank dies at --fail-step (failure drill)")
     p.add_argument("--fail-step", type=int, default=3)
     p.add_argument("--fail-how", choices=["exit", "kill"], default="exit", help="os._exit(3) or SIGKILL")
+    p.add_argument("--fp16-allreduce", action="store_true", help="send gradients as float16 (hvd.Compression.fp16)")
     return p.parse_args(argv)
 
 
@@ -45,6 +46,7 @@ def main(argv=None):
     args = parse_args(argv)
     hvd.init()  # Horovod: start this rank and connect it to the others
     rank, size = hvd.rank(), hvd.size()  # Horovod: who am I, how many are we
+    core = None
     if torch.cuda.is_available():
         gpu = hvd.local_rank() % torch.cuda.device_count()  # (ranks share a GPU only if there are too few)
         torch.cuda.set_device(gpu)  # Horovod: pin one GPU per process, chosen by the local rank
@@ -52,6 +54,8 @@ def main(argv=None):
     else:
         torch.set_num_threads(1)  # Horovod: one CPU thread per rank, so ranks do not fight for cores
         device = torch.device("cpu")
+        if args.pin_core:
+            core = cw.pin_to_core(hvd.local_rank())  # Horovod: and each rank owns its core, as it would a GPU
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(args.seed + rank)  # different on purpose: broadcast_parameters must make them equal
     log = print if rank == 0 else (lambda *a, **k: None)  # Horovod: only rank 0 prints
@@ -65,7 +69,9 @@ def main(argv=None):
     net = cw.make_net().to(device=device, dtype=dtype)
     opt = torch.optim.SGD(net.parameters(), lr=args.base_lr, momentum=args.momentum)
     hvd.broadcast_parameters(net.state_dict(), root_rank=0)  # Horovod: everyone starts from rank 0's weights
-    opt = hvd.DistributedOptimizer(opt, named_parameters=net.named_parameters())  # Horovod: average gradients
+    compression = hvd.Compression.fp16 if args.fp16_allreduce else hvd.Compression.none
+    opt = hvd.DistributedOptimizer(opt, named_parameters=net.named_parameters(),
+                                   compression=compression)  # Horovod: average gradients
     hvd.broadcast_optimizer_state(opt, root_rank=0)  # Horovod: and from rank 0's optimizer state (momentum)
 
     out = Path(args.out)
@@ -112,6 +118,7 @@ def main(argv=None):
 
     cw.write_result(out, rank, net, {
         "rank": rank, "size": size, "device": str(device), "dtype": args.dtype, "launcher": "horovodrun",
+        "core": core, "fp16_allreduce": args.fp16_allreduce,
         "global_batch": global_batch, "steps": step, "history": history, **timer.summary(global_batch)})
 
 

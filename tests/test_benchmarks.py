@@ -215,3 +215,35 @@ def test_seeds_summary_flags_the_worst_seed_and_a_missing_value():
     assert headers[3:5] == ["seed 0", "seed 1"] and headers[-2] == "worst"
     assert any("**NO**" in row for row in body)
     assert any("error: NameError('x')" in row for row in body)
+
+
+def fake_scaling(eff_tuned=0.84):
+    rung = lambda change, batch, eff: {   # noqa: E731
+        "change": change, "batch_per_rank": batch, "options": [], "env": {}, "kept": True,
+        "images_per_s": {"1": common.spread([6000.0]), "2": common.spread([12000.0 * eff])},
+        "wait_ms_2": common.spread([3.0]), "efficiency_2": common.spread([eff])}
+    return {"threads_per_rank": 1, "repeats": 1,
+            "runs": {"1": [], "2": []}, "images_per_s": {"1": common.spread([6000.0]), "2": common.spread([5400.0])},
+            "efficiency_2": common.spread([0.45]),
+            "ladder": [rung("notebook 13's job", 64, 0.45), rung("512 images per rank", 512, 0.7),
+                       rung("each rank pinned to its own core", 512, eff_tuned)],
+            "target_efficiency": 0.8, "tuned": {"efficiency_2": common.spread([eff_tuned]), "met": eff_tuned >= 0.8,
+                                                "rung": 2},
+            "synthetic": {"runs": {"1": [{"images_per_s_total": 2.0}], "2": [{"images_per_s_total": 3.6}]},
+                          "efficiency_2": common.spread([0.9]), "args": [], "config": "ResNet-50, 32 per rank"},
+            "ratio_course_to_synthetic": eff_tuned / 0.9,
+            "alpha_s": 1e-3, "beta_s_per_byte": 3e-9, "bandwidth_gb_s": 0.33, "fit_ok": True,
+            "allreduce": {"bytes": [4, 8], "seconds": [1e-3, 1e-3]}, "model_efficiency_2_here": 0.9,
+            "small_cnn_params": 20522, "gpus": [8, 512], "predictions": {"25 GbE (RoCE)": [0.99, 0.87]},
+            "horovod_published_512": 0.9, "resnet50_bytes": 1.02e8, "t_compute_s": 0.29, "overlap": 0.5}
+
+
+def test_scaling_report_shows_each_rung_the_target_and_the_synthetic_ratio():
+    res = fake_results()
+    res["benchmarks"]["scaling"] = fake_scaling(0.84)
+    md = report.markdown(res)
+    assert "+ each rank pinned to its own core" in md and "Horovod's pytorch_synthetic_benchmark configuration" in md
+    finding = next(line for line in md.splitlines() if line.startswith("- **Scaling:**"))
+    assert "84%" in finding and "target 80%: met" in finding and "a ratio of 0.93" in finding
+    res["benchmarks"]["scaling"] = fake_scaling(0.75)
+    assert "target 80%: **not met**" in report.markdown(res)

@@ -3,6 +3,7 @@ a worker that dies, the alpha-beta model, and Keras 3's broken Horovod wrapper."
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -83,6 +84,21 @@ def test_torch_two_ranks_equal_one_rank_on_the_combined_batch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_pinned_ranks_with_fp16_gradients_stay_in_sync(tmp_path):
+    """The tuning options of BENCHMARKS.md's scaling ladder: each rank on its own core, float16 gradients."""
+    needs_data()
+    job = dist.launch(TORCH_SCRIPT, TINY + ["--batch-size", "32", "--pin-core", "--fp16-allreduce"], np=2,
+                      out=tmp_path, timeout=180)
+    r0, r1 = sorted(job.results, key=lambda r: r["rank"])
+    assert r0["fp16_allreduce"] and r1["fp16_allreduce"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert r0["core"] != r1["core"], (r0["core"], r1["core"])
+    params = [np.load(tmp_path / f"params_rank{r}.npy") for r in range(2)]
+    assert np.array_equal(params[0], params[1]), "float16 gradients must still leave the ranks identical"
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_a_dead_worker_fails_the_job_naming_its_rank(tmp_path):
     needs_data()
@@ -113,6 +129,21 @@ def test_allreduce_bench_times_every_size(tmp_path):
     assert res["size"] == 2 and len(res["bytes"]) == len(res["seconds"]) == 8
     assert all(t > 0 for t in res["seconds"]) and set(res["fusion"]["seconds"]) == {
         "one by one", "all at once (fused)", "concatenated"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_synthetic_benchmark_times_resnet50_on_two_ranks(tmp_path):
+    run = dist.launch(dist.SCRIPTS / "hvd_synthetic_benchmark.py", ["--image-size", "32", "--batch-size", "4",
+                                                                    "--steps", "2", "--warmup-steps", "1"],
+                      np=2, out=tmp_path, timeout=80)
+    assert [r["rank"] for r in run.results] == [0, 1] and {r["size"] for r in run.results} == {2}
+    for res in run.results:
+        assert res["params"] == 25_557_032, "not ResNet-50's parameter count"
+        assert res["images_per_s"] > 0 and res["images_per_s_total"] == pytest.approx(2 * res["images_per_s"])
+        assert len(res["step_times"]) == 2 and res["step_s"] > 0 and res["fp16_allreduce"] is False
+    assert "Img/sec per rank" in run.log(0) and not any("Img/sec" in line for line in run.per_rank.get(1, []))
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 @pytest.mark.slow

@@ -62,6 +62,108 @@ def check_lr_schedule(lr_at):
         assert np.isclose(got, expected), f"lr_at(step={step}, base_lr={base}, size={size}, warmup_steps={warmup}) = {got:.4g}, expected {expected:.4g}"
 
 
+# lab07.large_batch: Goyal et al. (2017) in a few seconds. The numbers come from a sweep on this course's 2-core
+# AMD EPYC (one thread; MLPs 784-128-10 and 784-256-256-10, 6,000 to 24,000 images, batch 32 or 64, k = 8 to 32,
+# base rates 0.002 to 0.01, 3 to 8 epochs, warmup 0 to 1 epoch). A base rate this small keeps k * rate = 0.08
+# stable, and k = 16 opens a gap of 8.5 to 9.5 points for the naive large batch. Seeds 0, 1, 2 (initial weights and
+# data order), baseline / naive / scaled with warmup: 0.944 / 0.857 / 0.943, 0.942 / 0.856 / 0.941,
+# 0.948 / 0.853 / 0.942, the same with ONEDNN_MAX_CPU_ISA=AVX2. Fewer epochs or a larger rate cost the scaled run
+# more; k = 8 loses only 5 to 6 points. About 7 s on one core.
+LB_TRAIN = 12_000            # the first 12,000 MNIST training images; accuracy on all 10,000 test images
+LB_HIDDEN = (256, 256)       # an MLP 784-256-256-10 on standardized pixels
+LB_BATCH, LB_K = 32, 16      # the small batch b and the factor k: the large batch is k * b = 512
+LB_LR = 0.005                # the base rate for batch 32; SGD with momentum 0.9 in all three runs
+LB_EPOCHS = 4
+LB_WARMUP_EPOCHS = 0.25      # about Goyal et al.'s share: their 5 warmup epochs of 90
+LB_SEED = 0                  # initial weights and data order, the same in all three runs
+
+
+def _mnist_vectors():
+    """(X, y) of the first LB_TRAIN training images and (X, y) of the test images, standardized, as tensors."""
+    import torch
+
+    from dlcourse import data
+
+    (X_train, y_train), (X_test, y_test) = data.load_mnist("mnist")
+    X = torch.as_tensor(X_train[:LB_TRAIN].reshape(LB_TRAIN, -1), dtype=torch.float32)
+    X_te = torch.as_tensor(X_test.reshape(len(X_test), -1), dtype=torch.float32)
+    mean, std = X.mean(), X.std()
+    return (((X - mean) / std, torch.as_tensor(y_train[:LB_TRAIN]).long()),
+            ((X_te - mean) / std, torch.as_tensor(y_test).long()))
+
+
+def large_batch_accuracies(lr_at, seed=LB_SEED):
+    """Test accuracies of the three runs of lab07.large_batch: (batch b, rate LB_LR), (batch k * b, rate LB_LR),
+    (batch k * b, rate lr_at(step, LB_LR, LB_K, warmup) at every step); the same initial weights and data order."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    large = LB_K * LB_BATCH
+    steps, warmup = LB_EPOCHS * (LB_TRAIN // large), int(LB_WARMUP_EPOCHS * (LB_TRAIN // large))
+    scaled = []
+    for step in range(steps):            # the student's rates first: a bad one fails before any training
+        value = lr_at(step, LB_LR, LB_K, warmup)
+        try:
+            lr = float(value)
+        except (TypeError, ValueError):
+            lr = float("nan")
+        assert np.isfinite(lr) and lr > 0, \
+            f"lr_at(step={step}, base_lr={LB_LR}, size={LB_K}, warmup_steps={warmup}) returned {value!r}: " \
+            "a learning rate must be a positive, finite float"
+        scaled.append(lr)
+
+    (X, y), (X_test, y_test) = _mnist_vectors()
+    sizes = (X.shape[1], *LB_HIDDEN, 10)
+
+    def accuracy(batch, lrs):
+        torch.manual_seed(seed)                             # every run starts from the same weights
+        net = nn.Sequential(*[m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())][:-1])
+        optimizer = torch.optim.SGD(net.parameters(), lr=lrs[0], momentum=0.9)
+        generator = torch.Generator().manual_seed(seed)     # every run sees the images in the same order
+        per_epoch = len(X) // batch
+        for epoch in range(LB_EPOCHS):
+            order = torch.randperm(len(X), generator=generator)
+            for i in range(per_epoch):
+                optimizer.param_groups[0]["lr"] = lrs[epoch * per_epoch + i]
+                idx = order[i * batch:(i + 1) * batch]
+                loss = F.cross_entropy(net(X[idx]), y[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            return (net(X_test).argmax(dim=1) == y_test).float().mean().item()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)             # faster for this small network, and the same numbers on any machine
+    try:
+        with torch.random.fork_rng():    # leave the notebook's random state as it was
+            baseline = accuracy(LB_BATCH, [LB_LR] * LB_EPOCHS * (LB_TRAIN // LB_BATCH))
+            return (baseline, accuracy(large, [LB_LR] * steps), accuracy(large, scaled)), scaled
+    finally:
+        torch.set_num_threads(threads)
+
+
+@register("lab07.large_batch", points=1,
+          hint="This check runs your lr_at with base_lr = 0.005 and size = 16 on a batch 16 times larger: the rate "
+               "must climb to base_lr * size during the warmup and stay there.",
+          more="The same lr_at as in lab07.lr_schedule: target = base_lr * size; return target once step >= "
+               "warmup_steps (or with no warmup), else base_lr + (target - base_lr) * step / warmup_steps.")
+def check_large_batch(lr_at):
+    (base, naive, scaled), lrs = large_batch_accuracies(lr_at)
+    large = LB_K * LB_BATCH
+    mlp = "-".join(map(str, (784, *LB_HIDDEN, 10)))
+    print(f"test accuracy after {LB_EPOCHS} epochs on {LB_TRAIN:,} MNIST images (MLP {mlp}, momentum 0.9):")
+    print(f"  batch {LB_BATCH:>3}, lr {LB_LR:g}            {base:.3f}   (baseline)")
+    print(f"  batch {large:>3}, lr {LB_LR:g}            {naive:.3f}   (naive large batch)")
+    print(f"  batch {large:>3}, your lr_at          {scaled:.3f}   ({lrs[0]:.3g} to {max(lrs):.3g}, ends at {lrs[-1]:.3g})")
+    assert base - naive >= 0.05, \
+        f"the course's runs did not reproduce the effect (naive large batch {naive:.3f} against {base:.3f}): not your lr_at"
+    assert scaled >= base - 0.01, (
+        f"with your lr_at the large batch reached {scaled:.3f} against the baseline's {base:.3f}: it must come within "
+        f"1 point. Your rate ends at {lrs[-1]:.3g}; linear scaling ends at base_lr * size = {LB_LR * LB_K:g}")
+
+
 def run_horovod_job(train_data_parallel, lr_at) -> list[dict]:
     """Run the student's function under ``horovodrun -np 2`` (scripts/lab07_worker.py); the ranks' results.
 
