@@ -69,9 +69,8 @@ def main(argv=None):
     net = cw.make_net().to(device=device, dtype=dtype)
     opt = torch.optim.SGD(net.parameters(), lr=args.base_lr, momentum=args.momentum)
     hvd.broadcast_parameters(net.state_dict(), root_rank=0)  # Horovod: everyone starts from rank 0's weights
-    compression = hvd.Compression.fp16 if args.fp16_allreduce else hvd.Compression.none
-    opt = hvd.DistributedOptimizer(opt, named_parameters=net.named_parameters(),
-                                   compression=compression)  # Horovod: average gradients
+    compression = hvd.Compression.fp16 if args.fp16_allreduce else hvd.Compression.none  # Horovod: float16 on the wire?
+    opt = hvd.DistributedOptimizer(opt, named_parameters=net.named_parameters(), compression=compression)  # Horovod: average gradients
     hvd.broadcast_optimizer_state(opt, root_rank=0)  # Horovod: and from rank 0's optimizer state (momentum)
 
     out = Path(args.out)
