@@ -10,7 +10,8 @@ launched with ``dlcourse.dist.launch``, and ``scripts/allreduce_bench.py`` whose
 The ladder starts from notebook 13's job (64 images per rank, Horovod's defaults) and
 adds one change per rung, each measured against 1-process runs of the same settings:
 the efficiency of a rung is the median 2-process throughput over twice the median
-1-process one. A change that does not help is measured and not kept. The
+1-process one. Which changes are kept was decided from earlier probes, not in the run:
+a rung marked "not kept" is measured but the next rung does not build on it. The
 changes come from notebook 13's Horovod Timeline, which showed the ranks waiting for each
 other far longer than Gloo takes to sum the gradients. The 1- and 2-process runs alternate,
 so that a busy spell of the machine hits both.
