@@ -78,23 +78,27 @@ def scaling_tables(r: dict) -> list[tuple[str, list, list]]:
     if r.get("ladder"):
         rows = []
         for number, rung in enumerate(r["ladder"]):
-            ips = rung["images_per_s"]
+            ips, helpers = rung["images_per_s"], rung.get("helper_threads_cpu_share", {})
             rows.append([str(number), ("" if number == 0 else "+ ") + rung["change"], str(rung["batch_per_rank"]),
                          fmt_spread(ips.get("1") or ips.get(1)), fmt_spread(ips.get("2") or ips.get(2)),
-                         fmt_spread(rung["wait_ms_2"], " ms"), _pct_spread(rung["efficiency_2"])])
+                         fmt_spread(rung["wait_ms_2"], " ms"), _pct_spread(helpers.get("2") or helpers.get(2)),
+                         _pct_spread(rung["efficiency_2"])])
         synth = r.get("synthetic")
         if synth:
             rows.append(["-", f"Horovod's pytorch_synthetic_benchmark configuration: {synth['config']}", "32",
                          fmt_spread(spread(x["images_per_s_total"] for x in synth["runs"].get("1") or synth["runs"].get(1, []))),
                          fmt_spread(spread(x["images_per_s_total"] for x in synth["runs"].get("2") or synth["runs"].get(2, []))),
-                         "-", _pct_spread(synth["efficiency_2"])])
-        tables.append((f"scripts/hvd_train_torch.py, one epoch of 30,000-60,000 MNIST images (at least 29 steps), "
+                         "-", "-", _pct_spread(synth["efficiency_2"])])
+        steps = ("at least 40 steps of the 2-process run (the first 5 untimed), on whole passes over the 60,000 MNIST "
+                 "images" if "epochs" in r["ladder"][-1] else "one epoch of 30,000-60,000 MNIST images (at least 29 steps)")
+        tables.append((f"scripts/hvd_train_torch.py, {steps}, "
                        f"{r['threads_per_rank']} thread per rank, weak scaling (the batch per rank fixed); each rung "
                        f"adds one change to the last rung kept; {r['repeats']} round(s) of a 1- and a 2-process run "
                        "per rung; efficiency: median 2-process throughput over twice the median 1-process one "
-                       "(min-max of the rounds)",
+                       "(min-max of the rounds); Horovod's threads: the CPU time of each rank's threads other than "
+                       "the training thread (Horovod's background loop, Gloo's), as a share of its core",
                        ["rung", "change", "images per rank", "images/s, 1 process", "images/s, 2 processes",
-                        "wait in step(), 2 processes", "efficiency"], rows))
+                        "wait in step(), 2 processes", "Horovod's threads, 2 processes", "efficiency"], rows))
     else:   # results saved before the ladder existed
         ips = r["images_per_s"]
         tables.append((f"scripts/hvd_train_torch.py, {r['threads_per_rank']} thread per rank, 64 images per rank",
@@ -273,6 +277,11 @@ def findings(results: dict) -> list[str]:
                      f"{'met' if tuned['met'] else '**not met**'}); Horovod's own synthetic benchmark configuration "
                      f"(ResNet-50, 32 images per rank) reaches {_pct(synth)} in the same run, a ratio of "
                      f"{fmt_num(sc['ratio_course_to_synthetic'], 2)}.")
+            first, last = (rung.get("helper_threads_cpu_share", {}) for rung in (sc["ladder"][0], sc["ladder"][tuned["rung"]]))
+            first, last = ((share.get("2") or share.get(2) or {}).get("median") for share in (first, last))
+            if first is not None and last is not None:
+                text += (f" Horovod's own threads (its background loop and Gloo's) took {_pct(first)} of each rank's core "
+                         f"in notebook 13's job and {_pct(last)} tuned.")
         load, cores = results.get("load_before"), results.get("machine", {}).get("cores") or 1
         if load is not None and load > cores - 0.5:
             text += (f" The machine was busy (load {load} on {cores} cores), which hurts the 2-process run most: "

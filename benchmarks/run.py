@@ -32,7 +32,7 @@ BENCHMARKS = {   # key: (module, timeout in s)
     "course": ("benchmarks.course_time", 60),
     "tta": ("benchmarks.time_to_accuracy", 2400),
     "conv": ("benchmarks.conv_peak", 600),
-    "scaling": ("benchmarks.scaling", 1800),
+    "scaling": ("benchmarks.scaling", 3600),
     "install": ("benchmarks.install", 2400),
     "seeds": ("benchmarks.seeds", 3600),
 }
@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--only", default="", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
     p.add_argument("--threads", type=int, default=1, help="threads for every benchmark and framework (default 1)")
     p.add_argument("--seeds", type=int, default=3, help="runs per configuration in the time-to-accuracy race")
-    p.add_argument("--repeats", type=int, default=3,
+    p.add_argument("--repeats", type=int, default=5,
                    help="rounds (a 1- and a 2-process run) per rung of the scaling ladder")
     p.add_argument("--cold-install", action="store_true", help="also time a set-up from nothing (~5 min)")
     p.add_argument("--results", help="results file (default reports/bench/results[-quick].json)")

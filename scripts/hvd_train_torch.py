@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     history = {"train loss": [], "test accuracy": [], "lr": []}
     timer = cw.StepTimer(skip=5)  # the first steps include one-off set-up costs
+    helpers_cpu, started = cw.helper_threads_cpu(), time.perf_counter()  # Horovod's own threads' share of the core
     step = 0
     for epoch in range(args.epochs):
         net.train()
@@ -115,9 +117,10 @@ def main(argv=None):
         if rank == 0:  # Horovod: only rank 0 writes the checkpoint
             cw.save_checkpoint(out / "checkpoint.pt", net, opt, epoch)
 
+    helpers_share = (cw.helper_threads_cpu() - helpers_cpu) / (time.perf_counter() - started)
     cw.write_result(out, rank, net, {
         "rank": rank, "size": size, "device": str(device), "dtype": args.dtype, "launcher": "horovodrun",
-        "core": core, "fp16_allreduce": args.fp16_allreduce,
+        "core": core, "fp16_allreduce": args.fp16_allreduce, "helper_threads_cpu_share": helpers_share,
         "global_batch": global_batch, "steps": step, "history": history, **timer.summary(global_batch)})
 
 

@@ -221,7 +221,8 @@ def fake_scaling(eff_tuned=0.84):
     rung = lambda change, batch, eff: {   # noqa: E731
         "change": change, "batch_per_rank": batch, "options": [], "env": {}, "kept": True,
         "images_per_s": {"1": common.spread([6000.0]), "2": common.spread([12000.0 * eff])},
-        "wait_ms_2": common.spread([3.0]), "efficiency_2": common.spread([eff])}
+        "wait_ms_2": common.spread([3.0]), "efficiency_2": common.spread([eff]), "epochs": 3,
+        "helper_threads_cpu_share": {"1": common.spread([0.02]), "2": common.spread([0.1 if eff < 0.8 else 0.04])}}
     return {"threads_per_rank": 1, "repeats": 1,
             "runs": {"1": [], "2": []}, "images_per_s": {"1": common.spread([6000.0]), "2": common.spread([5400.0])},
             "efficiency_2": common.spread([0.45]),
@@ -243,6 +244,7 @@ def test_scaling_report_shows_each_rung_the_target_and_the_synthetic_ratio():
     res["benchmarks"]["scaling"] = fake_scaling(0.84)
     md = report.markdown(res)
     assert "+ each rank pinned to its own core" in md and "Horovod's pytorch_synthetic_benchmark configuration" in md
+    assert "| 4% |" in md and "at least 40 steps" in md   # Horovod's threads' share of a core, the run length
     finding = next(line for line in md.splitlines() if line.startswith("- **Scaling:**"))
     assert "84%" in finding and "target 80%: met" in finding and "a ratio of 0.93" in finding
     res["benchmarks"]["scaling"] = fake_scaling(0.75)

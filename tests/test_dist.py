@@ -4,6 +4,7 @@ a worker that dies, the alpha-beta model, and Keras 3's broken Horovod wrapper."
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -26,6 +27,35 @@ def needs_data():
 
 
 # --------------------------------------------------------------------------- pure functions
+def test_helper_threads_cpu_counts_other_threads_not_the_caller():
+    import threading
+    sys.path.insert(0, str(dist.SCRIPTS))
+    import course_worker as cw
+
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs Linux's /proc")
+    before = cw.helper_threads_cpu()
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < 0.5:   # the calling thread's own work is not counted
+        pass
+    assert cw.helper_threads_cpu() - before < 0.25
+
+    def burn(stop):
+        while not stop.is_set():
+            sum(range(1000))
+    stop = threading.Event()
+    thread = threading.Thread(target=burn, args=(stop,))
+    thread.start()
+    before, deadline = cw.helper_threads_cpu(), time.time() + 20
+    # read while the thread runs: a finished thread leaves /proc, and its time with it
+    while cw.helper_threads_cpu() - before < 0.5 and time.time() < deadline:
+        time.sleep(0.05)
+    counted = cw.helper_threads_cpu() - before
+    stop.set()
+    thread.join()
+    assert counted >= 0.5, f"a busy thread's CPU time was not counted: {counted:.2f} s in 20 s"
+
+
 def test_fit_recovers_alpha_and_beta():
     rng = np.random.default_rng(0)
     alpha, beta = 30e-6, 1 / 2e9  # 30 us per step, 2 GB/s
@@ -92,6 +122,8 @@ def test_pinned_ranks_with_fp16_gradients_stay_in_sync(tmp_path):
                       out=tmp_path, timeout=180)
     r0, r1 = sorted(job.results, key=lambda r: r["rank"])
     assert r0["fp16_allreduce"] and r1["fp16_allreduce"]
+    # Horovod's background thread and Gloo's take a measurable share of each rank's core (BENCHMARKS.md)
+    assert 0 < r0["helper_threads_cpu_share"] < 1 and 0 < r1["helper_threads_cpu_share"] < 1
     if len(os.sched_getaffinity(0)) >= 2:
         assert r0["core"] != r1["core"], (r0["core"], r1["core"])
     params = [np.load(tmp_path / f"params_rank{r}.npy") for r in range(2)]
