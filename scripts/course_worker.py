@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -61,21 +60,11 @@ def pin_to_core(local_rank: int) -> int:
 
 
 def helper_threads_cpu() -> float:
-    """CPU seconds (user + system) used so far by this process's threads other than the calling one.
-    On a CPU rank these are Horovod's background thread and Gloo's, which share the rank's core with
-    its training: BENCHMARKS.md measures how much of the core they take at each cycle time. 0.0 where
-    the system has no ``/proc``."""
-    main, tick, total = threading.get_native_id(), os.sysconf("SC_CLK_TCK"), 0
-    tasks = Path("/proc/self/task")
-    for task in tasks.iterdir() if tasks.is_dir() else ():
-        if int(task.name) == main:
-            continue
-        try:   # a thread may end while we read; fields 14 and 15 (utime, stime) follow the name in ( )
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
+    """CPU seconds (user + system) used so far by this process's threads other than the calling one:
+    the process's CPU time less the calling thread's. On a CPU rank these are Horovod's background
+    thread and Gloo's, which share the rank's core with its training: BENCHMARKS.md measures how much
+    of the core they take at each cycle time."""
+    return time.process_time() - time.thread_time()
 
 
 def make_net():
